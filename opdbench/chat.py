@@ -1,0 +1,27 @@
+"""Prompts go through the tokenizer's own chat template, so real-tier models keep theirs."""
+
+from __future__ import annotations
+
+import torch
+
+
+def encode_prompt(tokenizer, prompt: str, context: str | None = None) -> list[int]:
+    """Token ids of a user turn plus the assistant header; `context` is privileged information
+    (e.g. a reference solution) shown in its own turn before the question."""
+    messages = [{"role": "context", "content": context}] if context is not None else []
+    messages.append({"role": "user", "content": prompt})
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_response(tokenizer, response: str) -> list[int]:
+    return tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def decode_responses(tokenizer, response_ids_B_R: torch.Tensor, response_mask_B_R: torch.Tensor) -> list[str]:
+    """Text of each response, without EOS and padding."""
+    out = []
+    for ids, mask in zip(response_ids_B_R.tolist(), response_mask_B_R.tolist()):
+        kept = [i for i, m in zip(ids, mask) if m and i != tokenizer.eos_token_id]
+        out.append(tokenizer.decode(kept, skip_special_tokens=True))
+    return out

@@ -1,0 +1,159 @@
+"""The `opdbench` command.
+
+    opdbench train method=k1 task=math seed=0 [Hydra overrides ...]
+    opdbench eval model=zoo:teacher task=math [eval.num_prompts=...]
+    opdbench zoo build | zoo check
+    opdbench methods
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+
+from .errors import OpdbenchError
+
+
+def _quiet() -> None:
+    """Keep the terminal for our progress bar and table: libraries' chatter goes away."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("torch").setLevel(logging.ERROR)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+def cmd_train(args) -> None:
+    from .conf import load_config
+    from .trainer import train
+
+    cfg = load_config(args.overrides)
+    s = train(cfg)
+    k = cfg.eval.k
+    rows = [("", f"mean@{k}", f"best@{k}"),
+            ("student, step 0", f"{s[f'step0_mean@{k}']:.3f}", f"{s[f'step0_best@{k}']:.3f}"),
+            (f"student, step {s['steps']}", f"{s[f'mean@{k}']:.3f}", f"{s[f'best@{k}']:.3f}")]
+    if f"teacher_mean@{k}" in s:
+        rows.append(("teacher", f"{s[f'teacher_mean@{k}']:.3f}", f"{s[f'teacher_best@{k}']:.3f}"))
+    print(f"\n{s['method']} on {s['task']}, seed {s['seed']}: {s['steps']} steps in {s['wall_s']:.1f} s")
+    print(_table(rows))
+    print(f"results: {s['path']}")
+
+
+def cmd_eval(args) -> None:
+    from .conf import load_config
+    from .evaluate import evaluate
+    from .tasks import make_task
+    from .zoo import load_model, load_tokenizer
+
+    model_spec, overrides = "zoo:teacher", []
+    for o in args.overrides:
+        if o.startswith("model="):
+            model_spec = o.split("=", 1)[1]
+        else:
+            overrides.append(o)
+    cfg = load_config(overrides)
+    e = cfg.eval
+    task = make_task(cfg.task)
+    started = time.perf_counter()
+    scores, _ = evaluate(load_model(model_spec), load_tokenizer(model_spec), task, num_prompts=e.num_prompts,
+                         n=e.n, k=e.k, temperature=e.temperature, top_p=e.top_p, seed=e.seed,
+                         batch_size=e.batch_size, progress=True)
+    print(f"{model_spec} on {task.name} ({e.num_prompts} prompts × {e.n} samples, "
+          f"{time.perf_counter() - started:.1f} s): " + "  ".join(f"{m} {v:.3f}" for m, v in scores.items()))
+
+
+def cmd_zoo(args) -> None:
+    from . import zoo
+
+    if args.action == "build":
+        from .zoo.build import build
+
+        started = time.perf_counter()
+        build()
+        print(f"zoo built in {zoo.ZOO_DIR} ({time.perf_counter() - started:.0f} s)")
+        return
+    manifest = zoo.manifest()
+    if not manifest:
+        raise OpdbenchError(f"no zoo manifest at {zoo.MANIFEST}; run `opdbench zoo build`")
+    from .evaluate import evaluate
+    from .zoo.build import load_tasks
+
+    tasks = load_tasks()
+    rows = [("model", "params", "checksums", *(f"{t.name} {m}" for t in tasks for m in ("mean@8", "best@8")))]
+    bad = []
+    for name, entry in manifest["models"].items():
+        actual = zoo.checksums(zoo.ZOO_DIR / name) if (zoo.ZOO_DIR / name).is_dir() else {}
+        ok = actual == entry["files"]
+        if not ok:
+            bad.append(name)
+            rows.append((name, str(entry["params"]), "MISMATCH", *("-" for _ in tasks for _ in range(2))))
+            continue
+        model, tokenizer = zoo.load_model(f"zoo:{name}"), zoo.load_tokenizer(f"zoo:{name}")
+        cells = []
+        for task in tasks:
+            scores, _ = evaluate(model, tokenizer, task)
+            cells += [f"{scores['mean@8']:.3f}", f"{scores['best@8']:.3f}"]
+        rows.append((name, f"{sum(p.numel() for p in model.parameters()):,}", "ok", *cells))
+    print(_table(rows))
+    if bad:
+        raise OpdbenchError(f"checksum mismatch for {', '.join(bad)}; rebuild with `opdbench zoo build` "
+                            "or restore the files with `git checkout opdbench/zoo/checkpoints`")
+
+
+def cmd_methods(args) -> None:
+    from omegaconf import OmegaConf
+
+    from .conf import baseline_files
+    from .conf.schema import MethodConfig
+
+    defaults = OmegaConf.structured(MethodConfig(name="?"))
+    rows = [("method", "knobs (non-default)", "source")]
+    for name, path in baseline_files().items():
+        cfg = OmegaConf.merge(defaults, OmegaConf.load(path))
+        knobs = {k: v for k, v in cfg.items() if k not in ("name", "source") and v != defaults.get(k)}
+        rows.append((name, " ".join(f"{k}={v}" for k, v in knobs.items()) or "(defaults)", cfg.source))
+    print(_table(rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="opdbench", description="On-policy distillation benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train one cell: opdbench train method=k1 task=math seed=0 [overrides]")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.lr=5e-4 budget=smoke")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="score a model: opdbench eval model=zoo:teacher task=math")
+    p.add_argument("overrides", nargs="*", help="model=<zoo:NAME|path|hub name> and Hydra overrides")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("zoo", help="build or check the tiny model zoo")
+    p.add_argument("action", choices=["build", "check"])
+    p.set_defaults(func=cmd_zoo)
+    p = sub.add_parser("methods", help="list the registered baselines")
+    p.set_defaults(func=cmd_methods)
+    args = parser.parse_args(argv)
+    _quiet()
+    try:
+        args.func(args)
+    except OpdbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no partial cell was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""mean@k and best@k on a task's held-out prompts (METHODS.md §8)."""
+
+from __future__ import annotations
+
+from math import comb
+
+import torch
+from tqdm.auto import tqdm
+
+from .chat import decode_responses, encode_prompt
+from .rollout import hf
+
+
+def mean_at_k(scores: list[float]) -> float:
+    """Mean score of the samples (with n samples, the unbiased mean@k for any k <= n)."""
+    return sum(scores) / len(scores)
+
+
+def best_at_k(scores: list[float], k: int) -> float:
+    """Expected max score over a uniformly random k-subset of the n samples.
+
+    With the scores sorted ascending, the i-th smallest (1-based) is the max of exactly C(i-1, k-1)
+    of the C(n, k) subsets. For binary scores this is the unbiased pass@k, 1 - C(n-c, k)/C(n, k).
+    """
+    n = len(scores)
+    if not 1 <= k <= n:
+        raise ValueError(f"best@k needs 1 <= k <= n, got k={k}, n={n}")
+    ordered = sorted(scores)
+    return sum(s * comb(i, k - 1) for i, s in enumerate(ordered)) / comb(n, k)
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, task, *, split: str = "eval", num_prompts: int = 200, n: int = 8,
+             k: int = 8, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
+             batch_size: int = 800, progress: bool = False) -> tuple[dict, list[dict]]:
+    """Sample n responses per prompt and return ({'mean@k', 'best@k'}, per-sample records).
+
+    The same `seed` at every evaluation gives common random numbers across steps and methods,
+    which removes sampling noise from the comparisons that matter.
+    """
+    examples = task.examples(split)[:num_prompts]
+    prompt_ids = [encode_prompt(tokenizer, ex.prompt) for ex in examples]
+    rows = [(i, j) for i in range(len(examples)) for j in range(n)]
+    generator = torch.Generator().manual_seed(seed)
+    scores = [[0.0] * n for _ in examples]
+    samples = []
+    chunks = range(0, len(rows), batch_size)
+    for start in tqdm(chunks, desc="eval", leave=False, disable=not progress):
+        chunk = rows[start:start + batch_size]
+        batch = hf.sample(model, [prompt_ids[i] for i, _ in chunk], max_new_tokens=task.max_new_tokens,
+                          eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+                          temperature=temperature, top_p=top_p, generator=generator)
+        texts = decode_responses(tokenizer, batch.response_ids_B_R, batch.response_mask_B_R)
+        for (i, j), text in zip(chunk, texts):
+            scores[i][j] = task.score(examples[i], text)
+            samples.append({"prompt_index": i, "sample": j, "response": text, "score": scores[i][j]})
+    metrics = {
+        f"mean@{k}": sum(mean_at_k(s) for s in scores) / len(scores),
+        f"best@{k}": sum(best_at_k(s, k) for s in scores) / len(scores),
+    }
+    return metrics, samples

@@ -1,0 +1,23 @@
+"""Task registry: a task is data plus a scorer (see base.Task); `tasks/<name>/task.yaml` configures it."""
+
+from __future__ import annotations
+
+from ..errors import OpdbenchError
+from ..registry import Registry
+from .base import Example, Task
+from .math import MathTask
+
+TASKS: Registry = Registry("task")
+TASKS.register("math")(MathTask)
+
+
+def make_task(task_cfg) -> Task:
+    cls = TASKS.get(task_cfg.name)
+    params = dict(task_cfg.params)
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise OpdbenchError(f"bad parameters for task {task_cfg.name!r}: {err}") from err
+
+
+__all__ = ["Example", "Task", "TASKS", "make_task"]

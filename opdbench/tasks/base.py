@@ -1,0 +1,39 @@
+"""A task is data plus a scorer; the trainer and the evaluator only see this interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """One problem: what the model is asked, a reference response, and what the scorer checks."""
+
+    prompt: str
+    reference: str  # a correct response (SFT target for the zoo; privileged context for self-distillation)
+    target: Any  # whatever `Task.score` compares against (an int for math)
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+SPLITS = ("sft", "train", "eval")
+
+
+class Task(ABC):
+    """Base class. Subclasses generate (or load) examples per split and score responses.
+
+    Splits: `sft` trains the zoo, `train` is the prompt pool OPD samples from, `eval` is held out.
+    `score` must return a float in [0, 1] and never raise, whatever the response holds.
+    """
+
+    name: str = "task"
+    max_new_tokens: int = 64
+
+    @abstractmethod
+    def examples(self, split: str) -> list[Example]:
+        """All examples of a split, in a fixed order."""
+
+    @abstractmethod
+    def score(self, example: Example, response: str) -> float:
+        """Score in [0, 1]; malformed responses score 0 and never raise."""

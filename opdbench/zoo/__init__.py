@@ -1,0 +1,75 @@
+"""The tiny model zoo: shipped Llama-architecture checkpoints, and loading by zoo name, path or hub name.
+
+`zoo:NAME` resolves to `opdbench/zoo/checkpoints/NAME/`, a plain `save_pretrained` folder (config,
+safetensors weights, tokenizer), so the same loaders serve real checkpoints. `manifest.json` there
+records each file's sha256, each model's size and its eval scores; `opdbench zoo check` verifies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import OpdbenchError
+
+ZOO_DIR = Path(__file__).parent / "checkpoints"
+MANIFEST = ZOO_DIR / "manifest.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve(spec: str) -> str:
+    """A loadable path or hub name for `zoo:NAME`, a local path, or a hub name."""
+    if spec.startswith("zoo:"):
+        path = ZOO_DIR / spec[4:]
+        if not (path / "config.json").exists():
+            raise OpdbenchError(f"zoo model {spec!r} not found at {path}; run `opdbench zoo build` "
+                                f"or pick one of: {', '.join(list_models()) or '(none built)'}")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or Path(spec).exists():
+        path = Path(spec).expanduser()
+        if not (path / "config.json").exists():
+            raise OpdbenchError(f"checkpoint {spec!r} not found (no config.json there); "
+                                "pass a save_pretrained folder, a hub name, or zoo:NAME")
+        return str(path)
+    return spec
+
+
+def list_models() -> list[str]:
+    return sorted(p.parent.name for p in ZOO_DIR.glob("*/config.json"))
+
+
+def _from_pretrained(loader, spec: str, **kwargs):
+    path = resolve(spec)
+    try:
+        return loader(path, **kwargs)
+    except OSError as err:  # offline hub miss, unreadable folder
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OpdbenchError(f"could not load {spec!r}: {first}") from err
+
+
+def load_model(spec: str, dtype: str = "float32"):
+    from transformers import AutoModelForCausalLM
+
+    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, dtype=DTYPES[dtype])
+    return model.eval()
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer.from_pretrained, spec)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def manifest() -> dict:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}

@@ -1,0 +1,112 @@
+"""`opdbench zoo build`: make the tiny model zoo from scratch, deterministically, on CPU.
+
+Every model shares one tokenizer and one Llama architecture (DESIGN.md, "Calibrating the tiny
+tier": the student needs the capacity to match the teacher). The teacher is trained by SFT to a
+plateau; the student base is the same recipe with another seed, stopped early, as soon as its
+mean@8 on a slice of the *training* prompts (never the eval set) reaches `student_target`, so
+OPD has room to show something.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from omegaconf import OmegaConf
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from ..conf import task_files
+from ..evaluate import evaluate
+from ..tasks import TASKS
+from . import MANIFEST, ZOO_DIR, checksums
+from .sft import sft
+from .tokenizer import build_tokenizer
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    seed: int
+    steps: int
+    hidden: int = 64
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 256
+    lr: float = 3e-3
+    batch_size: int = 64
+    student_target: float | None = None  # stop once calibration mean@8 reaches this
+
+
+SPECS = {
+    "teacher": ModelSpec(seed=1, steps=2500),
+    "student": ModelSpec(seed=2, steps=2500, student_target=0.10),
+}
+CALIBRATION_EVERY = 50
+
+
+def llama(spec: ModelSpec, tokenizer) -> LlamaForCausalLM:
+    torch.manual_seed(spec.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
+        max_position_embeddings=128, tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return LlamaForCausalLM(config)
+
+
+def load_tasks():
+    """Every tiny task with its default config (the zoo is trained on all of them)."""
+    tasks = []
+    for name, path in task_files().items():
+        cfg = OmegaConf.load(path)
+        tasks.append(TASKS.get(cfg.name)(**cfg.get("params", {})))
+    return tasks
+
+
+def build(out=ZOO_DIR, log=print) -> dict:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    tasks = load_tasks()
+    texts = [t for task in tasks for split in ("sft", "train", "eval")
+             for ex in task.examples(split) for t in (ex.prompt, ex.reference)]
+    tokenizer = build_tokenizer(texts)
+    sft_data = [ex for task in tasks for ex in task.examples("sft")]
+    task = tasks[0]  # calibration and the manifest's scores use the first task (math)
+
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    manifest = {"tokenizer_vocab": len(tokenizer), "models": {}}
+    for name, spec in SPECS.items():
+        model, started = llama(spec, tokenizer), time.perf_counter()
+
+        def on_step(step, loss, model=model, spec=spec):
+            if step % 250 == 0:
+                log(f"  {name} step {step}/{spec.steps} loss {loss:.3f}")
+            if spec.student_target is None or step % CALIBRATION_EVERY:
+                return False
+            score, _ = evaluate(model, tokenizer, task, split="train", num_prompts=100)
+            model.train()
+            log(f"  {name} step {step}: calibration mean@8 {score['mean@8']:.3f}")
+            return score["mean@8"] >= spec.student_target
+
+        log(f"training {name} ({sum(p.numel() for p in model.parameters())} params)")
+        sft(model, tokenizer, sft_data, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+            seed=spec.seed, on_step=on_step)
+        scores, _ = evaluate(model, tokenizer, task)
+        log(f"  {name}: eval mean@8 {scores['mean@8']:.3f} best@8 {scores['best@8']:.3f} "
+            f"({time.perf_counter() - started:.0f} s)")
+        folder = tmp / name
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        manifest["models"][name] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "spec": asdict(spec),
+            "eval": {task.name: scores},
+            "files": checksums(folder),
+        }
+    (tmp / MANIFEST.name).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return manifest
