@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .policy import entropy, response_logits, token_logp
-from .rollout import Rollout
+from .rollout import Rollout, pad_responses
 
 
 @dataclass
@@ -30,8 +30,8 @@ def score(teacher, batch: Rollout, *, top_k: int, micro_batch: int) -> TeacherSc
         mb = batch.select(rows)
         logits = response_logits(teacher, mb)
         top = logits.log_softmax(-1).topk(min(top_k, logits.shape[-1]), dim=-1)
-        parts.append(TeacherScores(token_logp(logits, mb.response_ids_B_R).cpu(), top.indices.cpu(),
-                                   top.values.cpu(), entropy(logits).cpu()))
+        part = (token_logp(logits, mb.response_ids_B_R), top.indices, top.values, entropy(logits))
+        parts.append(TeacherScores(*(pad_responses(x.cpu(), batch.response_len) for x in part)))
     return TeacherScores(*(torch.cat(tensors) for tensors in zip(*(vars(p).values() for p in parts))))
 
 

@@ -24,7 +24,7 @@ from .errors import OpdbenchError
 from .evaluate import evaluate
 from .feedback import SHAPINGS, Signals, advantages
 from .policy import entropy, masked_mean, response_logits, token_logp
-from .rollout import BACKENDS, Rollout, hf
+from .rollout import BACKENDS, Rollout, hf, pad_responses
 from .tasks import Task, make_task
 from .teachers import micro_batches, score_all
 from .zoo import DTYPES, load_model, load_tokenizer
@@ -50,6 +50,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.train.batch_prompts >= 1, "train.batch_prompts must be >= 1"),
         (cfg.train.micro_batch >= 1, "train.micro_batch must be >= 1"),
         (cfg.train.lr > 0, "train.lr must be > 0"),
+        (cfg.train.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (cfg.train.grad_clip > 0, "train.grad_clip must be > 0"),
         (cfg.train.teacher_top_k >= 1, "train.teacher_top_k must be >= 1"),
         (cfg.rollout.temperature > 0, "rollout.temperature must be > 0"),
@@ -97,10 +98,11 @@ def rollout(run: Run, prompt_ids: list[list[int]], group: list[int], generator: 
     if run.rollout_model is not run.student:  # same weights, other dtype: copy and cast
         run.rollout_model.load_state_dict(run.student.state_dict())
     repeats = cfg.rollout.samples_per_prompt
-    return hf.sample(run.rollout_model, [p for p in prompt_ids for _ in range(repeats)],
-                     max_new_tokens=run.task.max_new_tokens, eos_id=run.tokenizer.eos_token_id,
-                     pad_id=run.tokenizer.pad_token_id, temperature=cfg.rollout.temperature,
-                     top_p=cfg.rollout.top_p, generator=generator, group=[g for g in group for _ in range(repeats)])
+    batch = hf.sample(run.rollout_model, [p for p in prompt_ids for _ in range(repeats)],
+                      max_new_tokens=run.task.max_new_tokens, eos_id=run.tokenizer.eos_token_id,
+                      pad_id=run.tokenizer.pad_token_id, temperature=cfg.rollout.temperature,
+                      top_p=cfg.rollout.top_p, generator=generator, group=[g for g in group for _ in range(repeats)])
+    return batch.sorted_by_length()
 
 
 @torch.no_grad()
@@ -108,9 +110,10 @@ def learner_pass(model, batch: Rollout, micro_batch: int) -> tuple[torch.Tensor,
     """The current policy's log-prob of each sampled token and its entropy (no gradient)."""
     logp, ent = [], []
     for rows in micro_batches(len(batch), micro_batch):
-        logits = response_logits(model, batch.select(rows))
-        logp.append(token_logp(logits, batch.select(rows).response_ids_B_R).cpu())
-        ent.append(entropy(logits).cpu())
+        mb = batch.select(rows)
+        logits = response_logits(model, mb)
+        logp.append(pad_responses(token_logp(logits, mb.response_ids_B_R).cpu(), batch.response_len))
+        ent.append(pad_responses(entropy(logits).cpu(), batch.response_len))
     return torch.cat(logp), torch.cat(ent)
 
 
@@ -128,12 +131,47 @@ def update(model, optimizer, batch: Rollout, advantages_B_R: torch.Tensor, *, mi
         mb = batch.select(rows)
         logp = token_logp(response_logits(model, mb), mb.response_ids_B_R)
         device = logp.device
-        loss = -(advantages_B_R[rows].to(device) * logp * mb.response_mask_B_R.to(device)).sum() / n_tokens
+        adv = advantages_B_R[rows, :mb.response_len].to(device)
+        loss = -(adv * logp * mb.response_mask_B_R.to(device)).sum() / n_tokens
         loss.backward()
         total += loss.item()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
     optimizer.step()
     return {"loss": total, "grad_norm": grad_norm}
+
+
+def train_step(run: Run, optimizer, examples, prompt_ids, group, generator) -> tuple[dict, dict]:
+    """One OPD step on these prompts; returns (metrics row, seconds per phase)."""
+    cfg = run.cfg
+    t0 = time.perf_counter()
+    batch = rollout(run, prompt_ids, group, generator)
+    t1 = time.perf_counter()
+    teacher_scores = score_all(run.teachers, batch, top_k=cfg.train.teacher_top_k, micro_batch=cfg.train.micro_batch)
+    t2 = time.perf_counter()
+    learner_logp, student_entropy = learner_pass(run.student, batch, cfg.train.micro_batch)
+    signals = Signals(learner_logp_B_R=learner_logp, rollout_logp_B_R=batch.rollout_logp_B_R,
+                      teacher_logp_B_R=teacher_scores[0].logp_B_R, mask_B_R=batch.response_mask_B_R,
+                      group_B=batch.group_B)
+    adv = advantages(cfg.method, signals)
+    stats = update(run.student, optimizer, batch, adv, micro_batch=cfg.train.micro_batch, grad_clip=cfg.train.grad_clip)
+    t3 = time.perf_counter()
+
+    mask, log_r = batch.response_mask_B_R, signals.log_r_B_R
+    by_group = dict(zip(group, examples))
+    texts = decode_responses(run.tokenizer, batch.response_ids_B_R, mask)
+    row = {
+        **stats,
+        "kl_k1": masked_mean(log_r, mask).item(),  # per-token estimates of KL(student || teacher)
+        "kl_k3": masked_mean(torch.expm1(-log_r) + log_r, mask).item(),
+        "adv_mean": masked_mean(adv, mask).item(),
+        "entropy": masked_mean(student_entropy, mask).item(),
+        "teacher_entropy": masked_mean(teacher_scores[0].entropy_B_R, mask).item(),
+        "drift": masked_mean((learner_logp - batch.rollout_logp_B_R).abs(), mask).item(),
+        "tokens": int(mask.sum().item()),
+        "response_len": mask.sum(1).mean().item(),
+        "train_score": sum(run.task.score(by_group[g], t) for g, t in zip(batch.group_B.tolist(), texts)) / len(texts),
+    }
+    return row, {"rollout_s": t1 - t0, "teacher_s": t2 - t1, "update_s": t3 - t2}
 
 
 def _eval(run: Run, model, progress: bool) -> tuple[dict, list[dict]]:
@@ -153,6 +191,8 @@ def train(cfg: DictConfig) -> dict:
     prompt_rng = random.Random(cfg.seed)  # which prompts each batch uses
     optimizer = torch.optim.AdamW(run.student.parameters(), lr=cfg.train.lr,
                                   weight_decay=cfg.train.weight_decay)
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / (cfg.train.warmup_steps + 1)))
     pool = run.task.examples("train")
     pool_ids = [encode_prompt(run.tokenizer, ex.prompt) for ex in pool]
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -172,40 +212,11 @@ def train(cfg: DictConfig) -> dict:
         bar = tqdm(range(1, cfg.train.steps + 1), desc=f"{cfg.method.name}/{cfg.task.name}/seed={cfg.seed}",
                    disable=not cfg.progress, dynamic_ncols=True)
         for step in bar:
-            t0 = time.perf_counter()
             chosen = prompt_rng.sample(range(len(pool)), cfg.train.batch_prompts)
-            batch = rollout(run, [pool_ids[i] for i in chosen], chosen, generator)
-            t1 = time.perf_counter()
-            teacher_scores = score_all(run.teachers, batch, top_k=cfg.train.teacher_top_k,
-                                       micro_batch=cfg.train.micro_batch)
-            t2 = time.perf_counter()
-            learner_logp, student_entropy = learner_pass(run.student, batch, cfg.train.micro_batch)
-            signals = Signals(learner_logp_B_R=learner_logp, rollout_logp_B_R=batch.rollout_logp_B_R,
-                              teacher_logp_B_R=teacher_scores[0].logp_B_R, mask_B_R=batch.response_mask_B_R,
-                              group_B=batch.group_B)
-            adv = advantages(cfg.method, signals)
-            stats = update(run.student, optimizer, batch, adv, micro_batch=cfg.train.micro_batch,
-                           grad_clip=cfg.train.grad_clip)
-            t3 = time.perf_counter()
-
-            mask = batch.response_mask_B_R
-            log_r = signals.log_r_B_R
-            texts = decode_responses(run.tokenizer, batch.response_ids_B_R, mask)
-            row = {
-                "step": step,
-                "loss": stats["loss"],
-                "grad_norm": stats["grad_norm"],
-                "kl_k1": masked_mean(log_r, mask).item(),  # per-token reverse-KL estimates
-                "kl_k3": masked_mean(torch.expm1(-log_r) + log_r, mask).item(),
-                "adv_mean": masked_mean(adv, mask).item(),
-                "entropy": masked_mean(student_entropy, mask).item(),
-                "teacher_entropy": masked_mean(teacher_scores[0].entropy_B_R, mask).item(),
-                "drift": masked_mean((learner_logp - batch.rollout_logp_B_R).abs(), mask).item(),
-                "tokens": int(mask.sum().item()),
-                "response_len": mask.sum(1).mean().item(),
-                "train_score": sum(run.task.score(pool[g], t) for g, t in zip(batch.group_B.tolist(), texts)) / len(texts),
-            }
-            timing = {"step": step, "rollout_s": t1 - t0, "teacher_s": t2 - t1, "update_s": t3 - t2}
+            row, timing = train_step(run, optimizer, [pool[i] for i in chosen],
+                                     [pool_ids[i] for i in chosen], chosen, generator)
+            warmup.step()
+            row, timing = {"step": step, **row}, {"step": step, **timing}
             if step % cfg.eval.every == 0 or step == cfg.train.steps:
                 final, samples = _eval(run, run.student, False)
                 curve.append((step, final[f"mean@{k}"]))

@@ -30,3 +30,25 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, capsys, args, mess
 def test_console_script_runs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "opdbench.cli", "methods"], capture_output=True, text=True)
     assert out.returncode == 0 and "k1" in out.stdout
+
+
+def test_train_on_the_shipped_zoo_prints_the_closing_table(tmp_path, capsys):
+    code = main(["train", "method=k1", "task=math", "seed=0", "budget=smoke", "progress=false",
+                 f"results_dir={tmp_path / 'runs'}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for line in ("k1 on math, seed 0: 3 steps", "student, step 0", "student, step 3", "teacher", "results: "):
+        assert line in out
+    assert (tmp_path / "runs" / "default" / "k1" / "math" / "seed=0" / "summary.json").exists()
+
+
+def test_distilling_the_zoo_student_into_itself_keeps_it_unchanged(tmp_path, capsys):
+    from opdbench.results import load, load_metrics
+
+    code = main(["train", "budget=smoke", "progress=false", "models.teachers=[zoo:student]",
+                 f"results_dir={tmp_path / 'runs'}"])
+    assert code == 0
+    steps = load_metrics(tmp_path / "runs").dropna(subset=["kl_k1"])
+    assert (steps["kl_k1"] == 0).all() and (steps["grad_norm"] == 0).all()
+    row = load(tmp_path / "runs").iloc[0]
+    assert row["mean@8"] == row["step0_mean@8"]

@@ -73,3 +73,22 @@ def test_low_temperature_is_greedy(tiny_model, tokenizer, math_task):
         logits = response_logits(tiny_model, batch)
     mask = batch.response_mask_B_R.bool()
     assert torch.equal(logits.argmax(-1)[mask], batch.response_ids_B_R[mask])
+
+
+def test_select_drops_only_shared_padding_and_changes_no_logp(tiny_model, tokenizer, math_task):
+    eos = tokenizer.eos_token_id
+    with torch.no_grad():
+        tiny_model.lm_head.weight[eos] += 0.5  # rows of different lengths
+    batch = run(tiny_model, tokenizer, math_task, max_new_tokens=10).sorted_by_length()
+    lengths = batch.attention_mask_B_L.sum(1)
+    assert torch.equal(lengths, lengths.sort().values)
+    with torch.no_grad():
+        full = token_logp(response_logits(tiny_model, batch), batch.response_ids_B_R)
+    for rows in (slice(0, 2), slice(2, 6), torch.tensor([5, 0])):
+        mb = batch.select(rows)
+        assert (mb.attention_mask_B_L.sum(0) > 0).all()  # no column is padding for every row
+        assert (mb.response_mask_B_R.sum(0) > 0).all()
+        with torch.no_grad():
+            part = token_logp(response_logits(tiny_model, mb), mb.response_ids_B_R)
+        mask = mb.response_mask_B_R.bool()
+        torch.testing.assert_close(part[mask], full[rows, :mb.response_len][mask], atol=1e-5, rtol=0)

@@ -44,9 +44,10 @@ class RolloutConfig:
 @dataclass
 class TrainConfig:
     steps: int = 100
-    batch_prompts: int = 32
-    micro_batch: int = 128  # sequences per forward/backward; the loss does not depend on it
+    batch_prompts: int = 64  # × rollout.samples_per_prompt sequences per step (k1 needs ~256: variance)
+    micro_batch: int = 64  # sequences per forward/backward; the loss does not depend on it
     lr: float = 1e-3
+    warmup_steps: int = 10  # linear lr warm-up: Adam's first steps are sign-like and full-size
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     teacher_top_k: int = 8

@@ -30,13 +30,37 @@ class Rollout:
     def response_ids_B_R(self) -> torch.Tensor:
         return self.input_ids_B_L[:, self.prompt_len:]
 
+    @property
+    def response_len(self) -> int:  # R
+        return self.response_mask_B_R.shape[1]
+
     def __len__(self) -> int:
         return self.input_ids_B_L.shape[0]
 
     def select(self, rows: slice | torch.Tensor) -> "Rollout":
-        """Rows of the batch (for micro-batches); every per-row tensor is sliced alike."""
-        return Rollout(self.input_ids_B_L[rows], self.attention_mask_B_L[rows], self.prompt_len,
-                       self.response_mask_B_R[rows], self.rollout_logp_B_R[rows], self.group_B[rows])
+        """Some rows (a micro-batch), without the padding columns those rows all share.
+
+        Per-token tensors kept outside the batch are sliced the same way: `x_B_R[rows, :mb.response_len]`.
+        """
+        mask = self.attention_mask_B_L[rows]
+        first = int((mask.sum(0) > 0).nonzero()[0])  # prompts are left-padded
+        response_mask = self.response_mask_B_R[rows]
+        R = int((response_mask.sum(0) > 0).nonzero()[-1]) + 1  # every row has >= 1 response token
+        end = self.prompt_len + R
+        return Rollout(self.input_ids_B_L[rows, first:end], mask[:, first:end], self.prompt_len - first,
+                       response_mask[:, :R], self.rollout_logp_B_R[rows, :R], self.group_B[rows])
+
+    def sorted_by_length(self) -> "Rollout":
+        """Rows ordered by length, so consecutive micro-batches carry little padding."""
+        return self.select(self.attention_mask_B_L.sum(1).argsort(stable=True))
+
+
+def pad_responses(x_B_r: torch.Tensor, R: int) -> torch.Tensor:
+    """Right-pad a micro-batch's per-token tensor (dim 1) back to the batch's R columns with zeros."""
+    missing = R - x_B_r.shape[1]
+    if missing == 0:
+        return x_B_r
+    return torch.cat([x_B_r, x_B_r.new_zeros((x_B_r.shape[0], missing, *x_B_r.shape[2:]))], 1)
 
 
 BACKENDS = ("hf", "vllm")

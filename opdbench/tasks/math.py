@@ -1,6 +1,6 @@
 """Tiny-tier math: multi-step arithmetic word problems with a scratchpad and a final answer line.
 
-    prompt:    "ann has 12 pens. she buys 7 pens. then she loses 5 pens. how many pens now?"
+    prompt:    "ann has 12 pens. buys 7. loses 5. how many pens now?"
     response:  "12+7=19. 19-5=14. answer: 14"
 
 Every step of the scratchpad depends on the previous one, so one wrong digit early ruins the
@@ -28,13 +28,13 @@ def make_problem(rng: random.Random, min_steps: int, max_steps: int, max_value: 
     value = rng.randint(10, max_value // 2)
     sentences = [f"{name} has {value} {item}."]
     scratch = []
-    for i in range(rng.randint(min_steps, max_steps)):
+    for _ in range(rng.randint(min_steps, max_steps)):
         can_gain, can_lose = value < max_value - 1, value > 1
         gain = can_gain and (not can_lose or rng.random() < 0.5)
         amount = rng.randint(1, min(29, max_value - 1 - value) if gain else min(29, value - 1))
         verb = rng.choice(GAIN if gain else LOSS)
         new = value + amount if gain else value - amount
-        sentences.append(f"{'then ' if i else ''}{name} {verb} {amount}.")
+        sentences.append(f"{verb} {amount}.")
         scratch.append(f"{value}{'+' if gain else '-'}{amount}={new}.")
         value = new
     sentences.append(f"how many {item} now?")

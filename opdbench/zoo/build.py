@@ -30,17 +30,17 @@ from .tokenizer import build_tokenizer
 class ModelSpec:
     seed: int
     steps: int
-    hidden: int = 64
+    hidden: int = 48
     layers: int = 4
     heads: int = 4
-    intermediate: int = 256
+    intermediate: int = 192
     lr: float = 3e-3
     batch_size: int = 64
     student_target: float | None = None  # stop once calibration mean@8 reaches this
 
 
 SPECS = {
-    "teacher": ModelSpec(seed=1, steps=2500),
+    "teacher": ModelSpec(seed=1, steps=1500),
     "student": ModelSpec(seed=2, steps=2500, student_target=0.10),
 }
 CALIBRATION_EVERY = 50
