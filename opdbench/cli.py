@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_methods)
     args = parser.parse_args(argv)
     _quiet()
+    # A terminated run (kill, a scheduler's time limit) unwinds like Ctrl-C, so no staged cell survives.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         args.func(args)
     except OpdbenchError as err:
