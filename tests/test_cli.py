@@ -14,6 +14,7 @@ from opdbench.cli import main
     (["train.lr=fast"], "train.lr"),
     (["train.nope=1"], "train.nope"),
     (["rollout.top_p=1.5"], "rollout.top_p"),
+    (["rollout.backend=vllm"], "rollout.backend must be one of hf"),
     (["eval.k=9"], "eval.k must be between 1 and eval.n"),
     (["models.student=/no/such/checkpoint"], "not found"),
     (["models.student=zoo:no_such_model"], "zoo model 'zoo:no_such_model' not found"),

@@ -27,13 +27,8 @@ def sft_batch(tokenizer, examples) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def sft(model, tokenizer, examples, *, steps: int, batch_size: int, lr: float, seed: int,
-        label_smoothing: float = 0.0, warmup: int = 100, on_step=None) -> None:
-    """AdamW with linear warm-up and cosine decay; `on_step(step, loss)` may return True to stop early.
-
-    Label smoothing keeps a model from putting ~0 probability on every other token: a teacher
-    trained to zero loss gives log-probs near -20 to any student mistake, and those advantages
-    swamp every other token's signal (real LMs are never that sure).
-    """
+        warmup: int = 100, on_step=None) -> None:
+    """AdamW with linear warm-up and cosine decay; `on_step(step, loss)` may return True to stop early."""
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -42,8 +37,7 @@ def sft(model, tokenizer, examples, *, steps: int, batch_size: int, lr: float, s
     for step in range(1, steps + 1):
         ids, mask, labels = sft_batch(tokenizer, rng.sample(examples, batch_size))
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                               ignore_index=-100, label_smoothing=label_smoothing)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
