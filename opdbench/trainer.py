@@ -105,39 +105,33 @@ def rollout(run: Run, prompt_ids: list[list[int]], group: list[int], generator: 
     return batch.sorted_by_length()
 
 
-@torch.no_grad()
-def learner_pass(model, batch: Rollout, micro_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The current policy's log-prob of each sampled token and its entropy (no gradient)."""
-    logp, ent = [], []
-    for rows in micro_batches(len(batch), micro_batch):
-        mb = batch.select(rows)
-        logits = response_logits(model, mb)
-        logp.append(pad_responses(token_logp(logits, mb.response_ids_B_R).cpu(), batch.response_len))
-        ent.append(pad_responses(entropy(logits).cpu(), batch.response_len))
-    return torch.cat(logp), torch.cat(ent)
-
-
-def update(model, optimizer, batch: Rollout, advantages_B_R: torch.Tensor, *, micro_batch: int,
-           grad_clip: float) -> dict:
+def update(model, optimizer, batch: Rollout, advantages_of, *, micro_batch: int, grad_clip: float):
     """One AdamW step on L = -sum_t m_t sg(A_t) log pi(y_t) / sum_t m_t over the whole batch.
 
-    Each micro-batch divides by the token count of the *whole* batch, so the accumulated gradient
-    is the same however the batch is split.
+    `advantages_of(rows, learner_logp_b_r)` gives A for a micro-batch's rows from the learner's own
+    (detached) log-probs, so the forward pass that takes the gradient also provides the feedback:
+    no separate no-grad pass over the batch. Each micro-batch divides by the token count of the
+    *whole* batch, so the accumulated gradient is the same however the batch is split.
+    Returns the step's stats and the learner's log-probs and entropies (B × R, detached).
     """
     n_tokens = batch.response_mask_B_R.sum().clamp(min=1)
     optimizer.zero_grad(set_to_none=True)
-    total = 0.0
+    total, logps, entropies = 0.0, [], []
     for rows in micro_batches(len(batch), micro_batch):
         mb = batch.select(rows)
-        logp = token_logp(response_logits(model, mb), mb.response_ids_B_R)
+        logits = response_logits(model, mb)
+        logp = token_logp(logits, mb.response_ids_B_R)
         device = logp.device
-        adv = advantages_B_R[rows, :mb.response_len].to(device)
+        adv = advantages_of(rows, logp.detach().cpu()).to(device)
         loss = -(adv * logp * mb.response_mask_B_R.to(device)).sum() / n_tokens
         loss.backward()
         total += loss.item()
+        logps.append(pad_responses(logp.detach().cpu(), batch.response_len))
+        with torch.no_grad():
+            entropies.append(pad_responses(entropy(logits).cpu(), batch.response_len))
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
     optimizer.step()
-    return {"loss": total, "grad_norm": grad_norm}
+    return {"loss": total, "grad_norm": grad_norm}, torch.cat(logps), torch.cat(entropies)
 
 
 def train_step(run: Run, optimizer, examples, prompt_ids, group, generator) -> tuple[dict, dict]:
@@ -148,13 +142,21 @@ def train_step(run: Run, optimizer, examples, prompt_ids, group, generator) -> t
     t1 = time.perf_counter()
     teacher_scores = score_all(run.teachers, batch, top_k=cfg.train.teacher_top_k, micro_batch=cfg.train.micro_batch)
     t2 = time.perf_counter()
-    learner_logp, student_entropy = learner_pass(run.student, batch, cfg.train.micro_batch)
+
+    def advantages_of(rows, learner_logp_b_r):
+        R = learner_logp_b_r.shape[1]
+        return advantages(cfg.method, Signals(
+            learner_logp_B_R=learner_logp_b_r, rollout_logp_B_R=batch.rollout_logp_B_R[rows, :R],
+            teacher_logp_B_R=teacher_scores[0].logp_B_R[rows, :R], mask_B_R=batch.response_mask_B_R[rows, :R],
+            group_B=batch.group_B[rows]))
+
+    stats, learner_logp, student_entropy = update(run.student, optimizer, batch, advantages_of,
+                                                  micro_batch=cfg.train.micro_batch, grad_clip=cfg.train.grad_clip)
+    t3 = time.perf_counter()
     signals = Signals(learner_logp_B_R=learner_logp, rollout_logp_B_R=batch.rollout_logp_B_R,
                       teacher_logp_B_R=teacher_scores[0].logp_B_R, mask_B_R=batch.response_mask_B_R,
                       group_B=batch.group_B)
     adv = advantages(cfg.method, signals)
-    stats = update(run.student, optimizer, batch, adv, micro_batch=cfg.train.micro_batch, grad_clip=cfg.train.grad_clip)
-    t3 = time.perf_counter()
 
     mask, log_r = batch.response_mask_B_R, signals.log_r_B_R
     by_group = dict(zip(group, examples))

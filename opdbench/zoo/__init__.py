@@ -53,7 +53,10 @@ def _from_pretrained(loader, spec: str, **kwargs):
 def load_model(spec: str, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM
 
-    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, dtype=DTYPES[dtype])
+    # Zoo models are so small that SDPA's CPU kernel costs more than it saves (measured: a 64-row
+    # forward 31 ms eager vs 43 ms SDPA; decoding 20 % faster); real models keep their default.
+    attention = {"attn_implementation": "eager"} if spec.startswith("zoo:") else {}
+    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, dtype=DTYPES[dtype], **attention)
     return model.eval()
 
 
