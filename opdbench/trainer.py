@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import random
 import time
 from dataclasses import dataclass
@@ -22,11 +23,15 @@ from . import provenance, results
 from .chat import decode_responses, encode_prompt
 from .errors import OpdbenchError
 from .evaluate import evaluate
-from .feedback import SHAPINGS, Signals, advantages
+from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
+from .feedback.credit import CREDITS
+from .feedback.scaling import SCALINGS
+from .feedback.shaping import SHAPINGS
+from .feedback.support import StudentTokens
 from .policy import entropy, masked_mean, response_logits, token_logp
 from .rollout import BACKENDS, Rollout, hf, pad_responses
 from .tasks import Task, make_task
-from .teachers import micro_batches, score_all
+from .teachers import ENSEMBLES, NEEDS_FULL, TeacherScores, assign_teachers, combine, micro_batches, score, score_all
 from .zoo import DTYPES, load_model, load_tokenizer
 
 
@@ -37,14 +42,25 @@ class Run:
     cfg: DictConfig
     task: Task
     tokenizer: object
-    student: torch.nn.Module  # the learner, fp32
+    student: torch.nn.Module  # the learner, fp32 (for a reference row: the model being scored)
     rollout_model: torch.nn.Module  # the student itself, or a copy in `rollout.dtype`
-    teachers: list[torch.nn.Module]
+    teachers: list[torch.nn.Module]  # small → large
+    reference: torch.nn.Module | None  # pi_ref (ExOPD, KL-to-reference), frozen
+    value_head: torch.nn.Module | None  # V(s_t) for GAE-OPD
     cell: Path
+
+    @property
+    def method(self):
+        return self.cfg.method
+
+
+KINDS = ("train", "evaluate_student", "evaluate_teacher")
 
 
 def validate(cfg: DictConfig) -> None:
     """Value checks the schema's types cannot express; each failure names the key and the fix."""
+    m = cfg.method
+    teachers = m.teachers or cfg.models.teachers
     checks = [
         (cfg.train.steps >= 0, "train.steps must be >= 0"),
         (cfg.train.batch_prompts >= 1, "train.batch_prompts must be >= 1"),
@@ -62,16 +78,39 @@ def validate(cfg: DictConfig) -> None:
         (cfg.eval.every >= 1, "eval.every must be >= 1"),
         (cfg.eval.num_prompts >= 1, "eval.num_prompts must be >= 1"),
         (cfg.eval.temperature > 0 and 0 < cfg.eval.top_p <= 1, "eval.temperature must be > 0 and eval.top_p in (0, 1]"),
-        (len(cfg.models.teachers) >= 1, "models.teachers needs at least one teacher"),
+        (len(teachers) >= 1, "models.teachers needs at least one teacher"),
+        (m.kind in KINDS, f"method.kind must be one of {', '.join(KINDS)}"),
+        (0 <= m.on_policy_fraction <= 1, "method.on_policy_fraction must be in [0, 1]"),
+        (len(m.filter_band) == 2 and 0 <= m.filter_band[0] < m.filter_band[1] <= 100,
+         "method.filter_band must be [min, max] with 0 <= min < max <= 100"),
+        (m.reference in ("student_init", "teacher_base"), "method.reference must be student_init or teacher_base"),
+        (m.on_policy_fraction == 1 or m.loss in ("gkd", "nll"),
+         "method.on_policy_fraction < 1 (teacher samples) needs loss=gkd or loss=nll: advantages need student samples"),
+        ((m.ensemble == "single") == (len(teachers) == 1),
+         f"ensemble={m.ensemble} with {len(teachers)} teachers: 'single' takes one teacher, ensembles two or more"),
+        (m.loss_params.get("k", 1) <= cfg.train.teacher_top_k, "method.loss_params.k must be <= train.teacher_top_k"),
     ]
     for ok, message in checks:
         if not ok:
             raise OpdbenchError(f"bad value: {message}")
-    SHAPINGS.get(cfg.method.shaping)  # raises with the valid names
+    for knob, registry in {**KNOBS, "ensemble": ENSEMBLES}.items():
+        fn = registry.get(m[knob])  # raises with the valid names
+        params = m.get(f"{knob}_params") if knob != "is_correction" else m.is_params
+        if params:
+            _check_params(knob, m[knob], fn, params)
+
+
+def _check_params(knob: str, name: str, fn, params) -> None:
+    accepted = [p.name for p in list(inspect.signature(fn).parameters.values()) if p.default is not p.empty]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise OpdbenchError(f"bad value: {knob} {name!r} has no parameter {', '.join(unknown)}; "
+                            f"valid: {', '.join(accepted) or '(none)'}")
 
 
 def prepare(cfg: DictConfig) -> Run:
     validate(cfg)
+    m = cfg.method
     task = make_task(cfg.task)
     if cfg.eval.num_prompts > len(task.examples("eval")):
         raise OpdbenchError(f"bad value: eval.num_prompts={cfg.eval.num_prompts} but task "
@@ -81,82 +120,226 @@ def prepare(cfg: DictConfig) -> Run:
                             f"{len(task.examples('train'))} training prompts")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    tokenizer = load_tokenizer(cfg.models.student)
-    for spec in cfg.models.teachers:
+    teacher_specs = list(m.teachers or cfg.models.teachers)
+    student_spec = teacher_specs[-1] if m.kind == "evaluate_teacher" else cfg.models.student
+    tokenizer = load_tokenizer(student_spec)
+    for spec in teacher_specs:
         if load_tokenizer(spec).get_vocab() != tokenizer.get_vocab():
             raise OpdbenchError(f"tokenizer mismatch: teacher {spec!r} and student "
-                                f"{cfg.models.student!r} have different vocabularies; use models that share one")
-    student = load_model(cfg.models.student).train()
-    teachers = [load_model(spec) for spec in cfg.models.teachers]
+                                f"{student_spec!r} have different vocabularies; use models that share one")
+    unknown = [t for t in m.mask_tokens if t not in tokenizer.get_vocab()]
+    if unknown:
+        raise OpdbenchError(f"bad value: method.mask_tokens {unknown} are not tokens of {student_spec!r}")
+    student = load_model(student_spec).train()
+    teachers = [load_model(spec) for spec in teacher_specs]
+    reference = None
+    if m.scaling == "exopd" or m.kl_to_reference:
+        reference = copy.deepcopy(student).eval() if m.reference == "student_init" else load_model(cfg.models.teacher_base)
+    value_head = None
+    if m.credit == "gae":  # a scalar linear head on the (detached) last hidden state, starting at V = 0
+        value_head = torch.nn.Linear(student.config.get_text_config().hidden_size, 1)
+        torch.nn.init.zeros_(value_head.weight), torch.nn.init.zeros_(value_head.bias)
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
-    cell = results.cell_dir(cfg.results_dir, cfg.suite, cfg.method.name, cfg.task.name, cfg.seed)
-    return Run(cfg, task, tokenizer, student, rollout_model, teachers, cell)
+    cell = results.cell_dir(cfg.results_dir, cfg.suite, m.name, cfg.task.name, cfg.seed)
+    return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell)
 
 
-def rollout(run: Run, prompt_ids: list[list[int]], group: list[int], generator: torch.Generator) -> Rollout:
+def rollout(run: Run, model, prompt_ids: list[list[int]], group: list[int], generator: torch.Generator) -> Rollout:
     cfg = run.cfg
-    if run.rollout_model is not run.student:  # same weights, other dtype: copy and cast
-        run.rollout_model.load_state_dict(run.student.state_dict())
+    if model is run.rollout_model and model is not run.student:  # same weights, other dtype: copy and cast
+        model.load_state_dict(run.student.state_dict())
     repeats = cfg.rollout.samples_per_prompt
-    batch = hf.sample(run.rollout_model, [p for p in prompt_ids for _ in range(repeats)],
+    batch = hf.sample(model, [p for p in prompt_ids for _ in range(repeats)],
                       max_new_tokens=run.task.max_new_tokens, eos_id=run.tokenizer.eos_token_id,
                       pad_id=run.tokenizer.pad_token_id, temperature=cfg.rollout.temperature,
                       top_p=cfg.rollout.top_p, generator=generator, group=[g for g in group for _ in range(repeats)])
     return batch.sorted_by_length()
 
 
-def update(model, optimizer, batch: Rollout, advantages_of, *, micro_batch: int, grad_clip: float):
-    """One AdamW step on L = -sum_t m_t sg(A_t) log pi(y_t) / sum_t m_t over the whole batch.
+def first_occurrences(ids_B_R: torch.Tensor, mask_B_R: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
+    """1.0 at the first occurrence of each listed token in each response (special-token masking)."""
+    out = torch.zeros_like(mask_B_R)
+    for token in token_ids:
+        hit = (ids_B_R == token) & mask_B_R.bool()
+        first = hit & (hit.long().cumsum(1) == 1)
+        out = torch.maximum(out, first.float())
+    return out
 
-    `advantages_of(rows, learner_logp_b_r)` gives A for a micro-batch's rows from the learner's own
-    (detached) log-probs, so the forward pass that takes the gradient also provides the feedback:
-    no separate no-grad pass over the batch. Each micro-batch divides by the token count of the
-    *whole* batch, so the accumulated gradient is the same however the batch is split.
-    Returns the step's stats and the learner's log-probs and entropies (B × R, detached).
+
+@dataclass
+class StepInputs:
+    """What the feedback needs besides the learner: fixed for the step, one row per sequence."""
+
+    batch: Rollout
+    teacher: TeacherScores  # combined over the teachers
+    ref_logp_B_R: torch.Tensor | None
+    special_B_R: torch.Tensor | None
+    on_policy: bool = True  # False: the sequences are teacher samples
+
+
+def forward(run: Run, mb: Rollout, teacher: TeacherScores):
+    """The learner on a micro-batch: StudentTokens (with gradient), the detached per-token student
+    signals the feedback reads, and V(s_t) with gradient for the value head (or None)."""
+    hidden = run.value_head is not None
+    out = response_logits(run.student, mb, hidden=hidden)
+    logits, last_hidden = out if hidden else (out, None)
+    student = StudentTokens(logits, token_logp(logits, mb.response_ids_B_R))
+    values = run.value_head(last_hidden.detach()).squeeze(-1) if hidden else None
+    with torch.no_grad():
+        logp_full = logits.log_softmax(-1)
+        signals = {
+            "learner_logp_B_R": student.logp_b_r.detach().cpu(),
+            "student_entropy_B_R": entropy(logits).cpu(),
+            "values_B_R": None if values is None else values.detach().cpu(),
+            "token_kl_B_R": None if teacher.logp_full_B_R_V is None else
+            (logp_full.exp() * (logp_full - teacher.logp_full_B_R_V.to(logits.device))).sum(-1).cpu(),
+            "teacher_topk_mass_B_R": logp_full.exp().gather(-1, teacher.topk_idx_B_R_K.to(logits.device)).sum(-1).cpu(),
+        }
+    return student, signals, values
+
+
+def signals_for(run: Run, inputs: StepInputs, rows, R: int, student_signals: dict) -> Signals:
+    b = inputs.batch
+    cut = (lambda x: None if x is None else x[rows, :R])
+    return Signals(learner_logp_B_R=student_signals["learner_logp_B_R"], rollout_logp_B_R=b.rollout_logp_B_R[rows, :R],
+                   teacher=inputs.teacher.rows(rows, R), mask_B_R=b.response_mask_B_R[rows, :R], group_B=b.group_B[rows],
+                   student_entropy_B_R=student_signals["student_entropy_B_R"], values_B_R=student_signals["values_B_R"],
+                   ref_logp_B_R=cut(inputs.ref_logp_B_R), token_kl_B_R=student_signals["token_kl_B_R"],
+                   special_B_R=cut(inputs.special_B_R))
+
+
+@torch.no_grad()
+def learner_pass(run: Run, inputs: StepInputs) -> Signals:
+    """The whole batch's student signals without gradient: for knobs that need batch statistics."""
+    b, parts = inputs.batch, []
+    for rows in micro_batches(len(b), run.cfg.train.micro_batch):
+        mb = b.select(rows)
+        _, student_signals, _ = forward(run, mb, inputs.teacher.rows(rows, mb.response_len))
+        parts.append({k: None if v is None else pad_responses(v, b.response_len) for k, v in student_signals.items()})
+    whole = {k: None if parts[0][k] is None else torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return signals_for(run, inputs, slice(None), b.response_len, whole)
+
+
+def update(run: Run, optimizer, inputs: StepInputs):
+    """One AdamW step on L = sum_t w_t m_t L_t / sum_t m_t over the whole batch (L_t = -sg(A_t) log pi
+    for the sampled-token route). Each micro-batch divides by the token count of the *whole* batch,
+    so the accumulated gradient is the same however the batch is split.
+
+    The feedback (A and w) comes from the very forward pass that takes the gradient (detached), one
+    micro-batch at a time, unless a knob needs statistics of the whole batch: then from a separate
+    no-grad pass first. Both give the same numbers. Returns the stats and the batch's signals, A, w
+    and the student's probability mass on the teacher's top-K tokens.
     """
+    method, batch = run.method, inputs.batch
+    whole = learner_pass(run, inputs) if needs_whole_batch(method) else None
+    if whole is not None:
+        whole_adv, whole_weight = advantages(method, whole), token_weights(method, whole)
     n_tokens = batch.response_mask_B_R.sum().clamp(min=1)
     optimizer.zero_grad(set_to_none=True)
-    total, logps, entropies = 0.0, [], []
-    for rows in micro_batches(len(batch), micro_batch):
+    total, value_total, parts = 0.0, 0.0, []
+    for rows in micro_batches(len(batch), run.cfg.train.micro_batch):
         mb = batch.select(rows)
-        logits = response_logits(model, mb)
-        logp = token_logp(logits, mb.response_ids_B_R)
-        device = logp.device
-        adv = advantages_of(rows, logp.detach().cpu()).to(device)
-        loss = -(adv * logp * mb.response_mask_B_R.to(device)).sum() / n_tokens
+        R = mb.response_len
+        student, student_signals, values = forward(run, mb, inputs.teacher.rows(rows, R))
+        if whole is None:
+            signals = signals_for(run, inputs, rows, R, student_signals)
+            adv, weight = advantages(method, signals), token_weights(method, signals)
+        else:
+            signals, adv, weight = whole.rows(rows, R), whole_adv[rows, :R], whole_weight[rows, :R]
+        device = student.logp_b_r.device
+        per_token = token_loss(method, student, adv.to(device), _to(signals, device), mb.response_ids_B_R.to(device))
+        loss = (weight.to(device) * per_token).sum() / n_tokens
+        if values is not None:  # the value head regresses on the lambda-return A_t + V(s_t)
+            target = value_targets(method, signals).to(device)
+            value_loss = 0.5 * ((values - target).square() * mb.response_mask_B_R.to(device)).sum() / n_tokens
+            loss = loss + value_loss
+            value_total += value_loss.item()
         loss.backward()
         total += loss.item()
-        logps.append(pad_responses(logp.detach().cpu(), batch.response_len))
-        with torch.no_grad():
-            entropies.append(pad_responses(entropy(logits).cpu(), batch.response_len))
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
+        parts.append((signals, adv, weight, student_signals["teacher_topk_mass_B_R"]))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, run.cfg.train.grad_clip).item()
     optimizer.step()
-    return {"loss": total, "grad_norm": grad_norm}, torch.cat(logps), torch.cat(entropies)
+    R = batch.response_len
+    signals = whole if whole is not None else _concat_signals([p[0] for p in parts], R)
+    adv, weight, topk_mass = (torch.cat([pad_responses(p[i], R) for p in parts]) for i in (1, 2, 3))
+    stats = {"loss": total, "grad_norm": grad_norm, **({"value_loss": value_total} if run.value_head else {})}
+    return stats, signals, adv, weight, topk_mass
 
 
-def train_step(run: Run, optimizer, examples, prompt_ids, group, generator) -> tuple[dict, dict]:
-    """One OPD step on these prompts; returns (metrics row, seconds per phase)."""
-    cfg = run.cfg
+def value_targets(method, signals: Signals) -> torch.Tensor:
+    """The lambda-return: GAE's advantage (before any whitening) plus V(s_t)."""
+    reward = SHAPINGS.get(method.shaping)(SCALINGS.get(method.scaling)(signals, **method.scaling_params),
+                                          **method.shaping_params) * signals.mask_B_R
+    return CREDITS.get(method.credit)(reward, signals.mask_B_R, signals.values_B_R, **method.credit_params) + signals.values_B_R
+
+
+def _to(signals: Signals, device) -> Signals:
+    if device.type == "cpu":
+        return signals
+    return Signals(*(x.to(device) if isinstance(x, torch.Tensor) else
+                     (TeacherScores(*(None if t is None else t.to(device) for t in x._tensors()))
+                      if isinstance(x, TeacherScores) else x) for x in vars(signals).values()))
+
+
+def _concat_signals(parts: list[Signals], R: int) -> Signals:
+    def join(xs):
+        if xs[0] is None:
+            return None
+        if isinstance(xs[0], TeacherScores):
+            return TeacherScores(*(join(list(t)) for t in zip(*(x._tensors() for x in xs))))
+        return torch.cat(xs) if xs[0].dim() == 1 else torch.cat([pad_responses(x, R) for x in xs])
+    return Signals(*(join([getattr(p, f) for p in parts]) for f in vars(parts[0])))
+
+
+def collect(run: Run, examples, group: list[int], generator: torch.Generator, progress: float) -> tuple[StepInputs, dict]:
+    """Sample the step's sequences and score them with the teachers (and the reference policy)."""
+    cfg, m, tok = run.cfg, run.method, run.tokenizer
     t0 = time.perf_counter()
-    batch = rollout(run, prompt_ids, group, generator)
+    K = len(run.teachers)
+    teacher_of_prompt = assign_teachers(m.ensemble, len(examples), K, generator)
+    control = m.ensemble == "control_token"
+    student_prompts = [encode_prompt(tok, f"<|teacher-{k}|> {ex.prompt}" if control else ex.prompt)
+                       for ex, k in zip(examples, teacher_of_prompt)]
+    teacher_prompts = [encode_prompt(tok, ex.prompt, context=ex.reference if m.teacher_context else None)
+                       for ex in examples]
+    on_policy = m.on_policy_fraction == 1 or (
+        m.on_policy_fraction > 0 and torch.rand(1, generator=generator).item() < m.on_policy_fraction)
+    if on_policy:
+        batch = rollout(run, run.rollout_model, student_prompts, group, generator)
+    else:  # teacher-generated sequences (GKD's off-policy share, SFT on teacher samples)
+        batch = rollout(run, run.teachers[-1], teacher_prompts, group, generator)
     t1 = time.perf_counter()
-    teacher_scores = score_all(run.teachers, batch, top_k=cfg.train.teacher_top_k, micro_batch=cfg.train.micro_batch)
+
+    position = {g: i for i, g in enumerate(group)}
+    rows_prompt = [position[g] for g in batch.group_B.tolist()]
+    teacher_batch = batch
+    if teacher_prompts != student_prompts:
+        teacher_batch = batch.with_prompts([teacher_prompts[i] for i in rows_prompt], tok.pad_token_id)
+    keep_full = m.loss == "gkd" or m.token_filter == "kl"  # the combined teacher's whole distribution
+    top_k = cfg.train.teacher_top_k
+    scores = score_all(run.teachers, teacher_batch, top_k=top_k, micro_batch=cfg.train.micro_batch,
+                       full=keep_full or m.ensemble in NEEDS_FULL)
+    teacher = combine(m.ensemble, scores, batch.response_ids_B_R, progress,
+                      torch.tensor([teacher_of_prompt[i] for i in rows_prompt]), top_k=top_k,
+                      keep_full=keep_full)
+    ref_logp = None
+    if run.reference is not None:
+        ref_logp = score(run.reference, batch, top_k=1, micro_batch=cfg.train.micro_batch).logp_B_R
+    special = None
+    if m.mask_tokens:
+        special = first_occurrences(batch.response_ids_B_R, batch.response_mask_B_R,
+                                    tok.convert_tokens_to_ids(list(m.mask_tokens)))
+    return StepInputs(batch, teacher, ref_logp, special, on_policy), {"rollout_s": t1 - t0, "teacher_s": time.perf_counter() - t1}
+
+
+def train_step(run: Run, optimizer, examples, group: list[int], generator, progress: float) -> tuple[dict, dict]:
+    """One step on these prompts; returns (metrics row, seconds per phase)."""
+    inputs, timing = collect(run, examples, group, generator, progress)
     t2 = time.perf_counter()
-
-    def advantages_of(rows, learner_logp_b_r):
-        R = learner_logp_b_r.shape[1]
-        return advantages(cfg.method, Signals(
-            learner_logp_B_R=learner_logp_b_r, rollout_logp_B_R=batch.rollout_logp_B_R[rows, :R],
-            teacher_logp_B_R=teacher_scores[0].logp_B_R[rows, :R], mask_B_R=batch.response_mask_B_R[rows, :R],
-            group_B=batch.group_B[rows]))
-
-    stats, learner_logp, student_entropy = update(run.student, optimizer, batch, advantages_of,
-                                                  micro_batch=cfg.train.micro_batch, grad_clip=cfg.train.grad_clip)
-    t3 = time.perf_counter()
-    signals = Signals(learner_logp_B_R=learner_logp, rollout_logp_B_R=batch.rollout_logp_B_R,
-                      teacher_logp_B_R=teacher_scores[0].logp_B_R, mask_B_R=batch.response_mask_B_R,
-                      group_B=batch.group_B)
-    adv = advantages(cfg.method, signals)
+    stats, signals, adv, weight, topk_mass = update(run, optimizer, inputs)
+    timing["update_s"] = time.perf_counter() - t2
+    batch = inputs.batch
 
     mask, log_r = batch.response_mask_B_R, signals.log_r_B_R
     by_group = dict(zip(group, examples))
@@ -166,14 +349,18 @@ def train_step(run: Run, optimizer, examples, prompt_ids, group, generator) -> t
         "kl_k1": masked_mean(log_r, mask).item(),  # per-token estimates of KL(student || teacher)
         "kl_k3": masked_mean(torch.expm1(-log_r) + log_r, mask).item(),
         "adv_mean": masked_mean(adv, mask).item(),
-        "entropy": masked_mean(student_entropy, mask).item(),
-        "teacher_entropy": masked_mean(teacher_scores[0].entropy_B_R, mask).item(),
-        "drift": masked_mean((learner_logp - batch.rollout_logp_B_R).abs(), mask).item(),
+        "adv_abs": masked_mean(adv.abs(), mask).item(),
+        "kept_fraction": masked_mean((weight > 0).float(), mask).item(),  # tokens the gates leave in the loss
+        "entropy": masked_mean(signals.student_entropy_B_R, mask).item(),
+        "teacher_entropy": masked_mean(signals.teacher_entropy_B_R, mask).item(),
+        "mass_outside_teacher_topk": masked_mean(1 - topk_mass, mask).item(),
+        "drift": masked_mean((signals.learner_logp_B_R - batch.rollout_logp_B_R).abs(), mask).item(),
+        "on_policy": int(inputs.on_policy),
         "tokens": int(mask.sum().item()),
         "response_len": mask.sum(1).mean().item(),
         "train_score": sum(run.task.score(by_group[g], t) for g, t in zip(batch.group_B.tolist(), texts)) / len(texts),
     }
-    return row, {"rollout_s": t1 - t0, "teacher_s": t2 - t1, "update_s": t3 - t2}
+    return row, timing
 
 
 def _eval(run: Run, model, progress: bool) -> tuple[dict, list[dict]]:
@@ -191,35 +378,35 @@ def train(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # every rollout draw
     prompt_rng = random.Random(cfg.seed)  # which prompts each batch uses
-    optimizer = torch.optim.AdamW(run.student.parameters(), lr=cfg.train.lr,
-                                  weight_decay=cfg.train.weight_decay)
+    params = list(run.student.parameters()) + (list(run.value_head.parameters()) if run.value_head else [])
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    steps = cfg.train.steps if cfg.method.kind == "train" else 0  # a reference row is scored, not trained
     warmup = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / (cfg.train.warmup_steps + 1)))
     pool = run.task.examples("train")
-    pool_ids = [encode_prompt(run.tokenizer, ex.prompt) for ex in pool]
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
     with results.CellWriter(run.cell) as cell:
         results.write_atomic(cell.path("config.yaml"), config_yaml)
         results.write_json(cell.path("provenance.json"), provenance.collect(
             config_hash=hashlib.sha256(config_yaml.encode()).hexdigest(),
-            models=[cfg.models.student, *cfg.models.teachers]))
-        teacher_eval = _eval(run, run.teachers[0], cfg.progress)[0] if cfg.eval.teacher_reference else {}
+            models=[cfg.models.student, *(cfg.method.teachers or cfg.models.teachers)]))
+        teacher_eval = _eval(run, run.teachers[-1], cfg.progress)[0] if cfg.eval.teacher_reference else {}
         step0, _ = _eval(run, run.student, cfg.progress)
         curve = [(0, step0[f"mean@{k}"])]
         cell.append("metrics.jsonl", {"step": 0, **{f"eval/{m}": v for m, v in step0.items()}})
         cell.append("timing.jsonl", {"step": 0, "wall_s": round(time.perf_counter() - start, 3)})
 
         final, samples = step0, []
-        bar = tqdm(range(1, cfg.train.steps + 1), desc=f"{cfg.method.name}/{cfg.task.name}/seed={cfg.seed}",
+        bar = tqdm(range(1, steps + 1), desc=f"{cfg.method.name}/{cfg.task.name}/seed={cfg.seed}",
                    disable=not cfg.progress, dynamic_ncols=True)
         for step in bar:
             chosen = prompt_rng.sample(range(len(pool)), cfg.train.batch_prompts)
-            row, timing = train_step(run, optimizer, [pool[i] for i in chosen],
-                                     [pool_ids[i] for i in chosen], chosen, generator)
+            row, timing = train_step(run, optimizer, [pool[i] for i in chosen], chosen, generator,
+                                     progress=(step - 1) / steps)
             warmup.step()
             row, timing = {"step": step, **row}, {"step": step, **timing}
-            if step % cfg.eval.every == 0 or step == cfg.train.steps:
+            if step % cfg.eval.every == 0 or step == steps:
                 final, samples = _eval(run, run.student, False)
                 curve.append((step, final[f"mean@{k}"]))
                 row.update({f"eval/{m}": v for m, v in final.items()})
@@ -230,10 +417,10 @@ def train(cfg: DictConfig) -> dict:
                             **({f"mean@{k}": f"{final[f'mean@{k}']:.3f}"} if f"eval/mean@{k}" in row else {}))
 
         for record in samples:
-            cell.append("samples.jsonl", {"step": cfg.train.steps, **record})
+            cell.append("samples.jsonl", {"step": steps, **record})
         summary = {
             "suite": cfg.suite, "method": cfg.method.name, "task": cfg.task.name, "seed": cfg.seed,
-            "budget": cfg.budget, "steps": cfg.train.steps,
+            "budget": cfg.budget, "steps": steps,
             f"step0_mean@{k}": step0[f"mean@{k}"], f"step0_best@{k}": step0[f"best@{k}"],
             f"mean@{k}": final[f"mean@{k}"], f"best@{k}": final[f"best@{k}"],
             f"auc_mean@{k}": _area_under(curve),

@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from opdbench import results
-from opdbench.chat import encode_prompt
+from opdbench import trainer
 from opdbench.conf import load_config
-from opdbench.feedback import Signals, advantages
-from opdbench.rollout.hf import sample
-from opdbench.trainer import train, update
+from opdbench.feedback import advantages
+from opdbench.trainer import train
+
+from .helpers import make_signals
 
 
 def smoke_overrides(tmp_path, checkpoint, teacher=None, **extra):
@@ -22,26 +23,41 @@ def test_k1_advantage_is_minus_log_ratio():
     learner = torch.tensor([[-1.0, -2.0, -0.5]])
     teacher = torch.tensor([[-1.5, -1.0, -3.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0]])
-    signals = Signals(learner, learner, teacher, mask, torch.zeros(1, dtype=torch.long))
-    adv = advantages(load_config(["method=k1"]).method, signals)
+    adv = advantages(load_config(["method=k1"]).method, make_signals(learner, teacher, mask))
     assert adv.tolist() == [[-0.5, 1.0, 0.0]]  # A = -(log pi_theta - log pi_T)
 
 
-def test_loss_does_not_depend_on_micro_batching(tiny_model, tokenizer, math_task):
-    prompts = [encode_prompt(tokenizer, ex.prompt) for ex in math_task.examples("train")[:7]]
-    batch = sample(tiny_model, prompts, max_new_tokens=10, eos_id=tokenizer.eos_token_id,
-                   pad_id=tokenizer.pad_token_id, generator=torch.Generator().manual_seed(0))
-    adv = torch.randn(batch.response_mask_B_R.shape, generator=torch.Generator().manual_seed(1))
-    grads, losses = [], []
+def _gradient(run, inputs):
+    optimizer = torch.optim.SGD(run.student.parameters(), lr=0.0)  # lr 0: the weights stay put
+    stats, *_ = trainer.update(run, optimizer, inputs)
+    return torch.cat([p.grad.flatten() for p in run.student.parameters()]), stats["loss"]
+
+
+@pytest.mark.parametrize("method", ["k1", "whiten_batch", "filter_kl_30_70"])
+def test_loss_does_not_depend_on_micro_batching(tmp_path, tiny_checkpoint, method):
+    """The same gradient for any micro-batch size, through the fused path (k1: feedback from the
+    gradient pass itself) and the whole-batch path (batch whitening, a percentile filter)."""
+    results_ = []
     for micro in (7, 3, 1):
-        opt = torch.optim.SGD(tiny_model.parameters(), lr=0.0)  # lr 0: the weights stay put
-        stats, _, _ = update(tiny_model, opt, batch, lambda rows, logp: adv[rows, :logp.shape[1]],
-                             micro_batch=micro, grad_clip=1e9)
-        grads.append(torch.cat([p.grad.flatten() for p in tiny_model.parameters()]))
-        losses.append(stats["loss"])
-    for g, loss in zip(grads[1:], losses[1:]):
-        torch.testing.assert_close(g, grads[0], rtol=1e-5, atol=1e-7)
-        assert loss == pytest.approx(losses[0], rel=1e-5)
+        cfg = load_config(smoke_overrides(tmp_path, tiny_checkpoint, teacher=None, **{
+            "method": method, "train.micro_batch": micro, "train.batch_prompts": 7}))
+        run = trainer.prepare(cfg)
+        examples = run.task.examples("train")[:7]
+        inputs, _ = trainer.collect(run, examples, list(range(7)), torch.Generator().manual_seed(0), 0.0)
+        results_.append(_gradient(run, inputs))
+    for grad, loss in results_[1:]:
+        torch.testing.assert_close(grad, results_[0][0], rtol=1e-5, atol=1e-7)
+        assert loss == pytest.approx(results_[0][1], rel=1e-5)
+
+
+def test_fused_and_whole_batch_feedback_agree(tmp_path, tiny_checkpoint, monkeypatch):
+    cfg = load_config(smoke_overrides(tmp_path, tiny_checkpoint, **{"train.micro_batch": 3}))
+    run = trainer.prepare(cfg)
+    inputs, _ = trainer.collect(run, run.task.examples("train")[:4], list(range(4)),
+                                torch.Generator().manual_seed(0), 0.0)
+    fused = _gradient(run, inputs)
+    monkeypatch.setattr(trainer, "needs_whole_batch", lambda method: True)
+    torch.testing.assert_close(_gradient(run, inputs)[0], fused[0], rtol=1e-6, atol=1e-8)
 
 
 def test_train_writes_a_complete_deterministic_cell(tmp_path, tiny_checkpoint):

@@ -47,6 +47,8 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
+        if cfg.method.rollout:  # a method's own rollout settings (e.g. bf16 for TIS) replace the defaults
+            cfg.rollout = OmegaConf.merge(cfg.rollout, cfg.method.rollout)
     except MissingConfigException as err:
         group = next((g for g in ("method", "task", "budget") if f"'{g}/" in str(err)), None)
         if group is None:

@@ -10,12 +10,38 @@ from omegaconf import MISSING
 
 @dataclass
 class MethodConfig:
-    """One baseline = one choice per knob (baselines/*.yaml). Knob values name registered functions."""
+    """One baseline = one choice per knob (baselines/*.yaml). Knob values name registered functions
+    (`opdbench methods` lists them); `*_params` are passed to that function as keyword arguments."""
 
     name: str = MISSING
     source: str = ""  # paper / arXiv id, shown by `opdbench methods`
-    shaping: str = "k1"  # per-token advantage from log r (opdbench.feedback.shaping.SHAPINGS)
+    kind: str = "train"  # train | evaluate_student | evaluate_teacher (reference rows: no training)
+    # Which sequences and which teachers.
+    on_policy_fraction: float = 1.0  # GKD's lambda: share of steps on student rollouts; the rest on teacher samples
+    rollout: dict[str, Any] = field(default_factory=dict)  # rollout settings the method requires (top_p, dtype): they win
+    teachers: list[str] = field(default_factory=list)  # the method's own teachers (small → large); [] = models.teachers
+    ensemble: str = "single"  # opdbench.teachers.ENSEMBLES
+    teacher_context: bool = False  # teachers see the reference solution as privileged context (OPSD)
+    reference: str = "student_init"  # pi_ref for ExOPD / KL-to-reference: student_init | teacher_base
+    # The feedback pipeline (opdbench/feedback/), in order.
+    scaling: str = "none"
+    scaling_params: dict[str, Any] = field(default_factory=dict)
+    shaping: str = "k1"  # per-token advantage from log r (SHAPINGS)
     shaping_params: dict[str, Any] = field(default_factory=dict)
+    credit: str = "none"
+    credit_params: dict[str, Any] = field(default_factory=dict)
+    is_correction: str = "none"
+    is_params: dict[str, Any] = field(default_factory=dict)
+    token_filter: str = "none"
+    filter_band: list[float] = field(default_factory=lambda: [0.0, 100.0])  # kept percentiles [min, max)
+    mask_tokens: list[str] = field(default_factory=list)  # mask each one's first occurrence per response
+    whiten: str = "none"
+    loss: str = "reinforce"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    routing: str = "none"
+    routing_params: dict[str, Any] = field(default_factory=dict)
+    entropy_bonus: float = 0.0
+    kl_to_reference: float = 0.0
 
 
 @dataclass
@@ -30,6 +56,7 @@ class ModelsConfig:
 
     student: str = "zoo:student"
     teachers: list[str] = field(default_factory=lambda: ["zoo:teacher"])
+    teacher_base: str = "zoo:teacher-base"  # the teacher before its last stage: pi_ref for reward correction
 
 
 @dataclass

@@ -50,9 +50,27 @@ class Rollout:
         return Rollout(self.input_ids_B_L[rows, first:end], mask[:, first:end], self.prompt_len - first,
                        response_mask[:, :R], self.rollout_logp_B_R[rows, :R], self.group_B[rows])
 
+    def with_prompts(self, prompts: list[list[int]], pad_id: int) -> "Rollout":
+        """The same responses after other prompts (one per row): what a teacher sees when its prompt
+        differs from the student's (privileged context for OPSD, no control token for ensembles)."""
+        ids, mask = left_pad(prompts, pad_id)
+        return Rollout(torch.cat([ids, self.response_ids_B_R], 1),
+                       torch.cat([mask, self.response_mask_B_R.long()], 1), ids.shape[1],
+                       self.response_mask_B_R, self.rollout_logp_B_R, self.group_B)
+
     def sorted_by_length(self) -> "Rollout":
         """Rows ordered by length, so consecutive micro-batches carry little padding."""
         return self.select(self.attention_mask_B_L.sum(1).argsort(stable=True))
+
+
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask
 
 
 def pad_responses(x_B_r: torch.Tensor, R: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-from . import Rollout
+from . import Rollout, left_pad
 
 
 class _PreallocatedLayer(DynamicLayer):
@@ -50,16 +50,6 @@ def _kv_cache(model, capacity: int) -> Cache | None:
     if getattr(config, "sliding_window", None) or set(getattr(config, "layer_types", None) or ["full_attention"]) != {"full_attention"}:
         return None
     return Cache(layers=[_PreallocatedLayer(capacity) for _ in range(config.num_hidden_layers)])
-
-
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids, mask
 
 
 def top_p_filter(logits_B_V: torch.Tensor, top_p: float) -> torch.Tensor:

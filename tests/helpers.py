@@ -1,0 +1,16 @@
+"""Small builders shared by the tests."""
+
+import torch
+
+from opdbench.feedback import Signals
+from opdbench.teachers import TeacherScores
+
+
+def make_signals(learner, teacher, mask, **extra) -> Signals:
+    """Signals for hand-written per-token values (B × R); unspecified fields get neutral values."""
+    B, R = learner.shape
+    scores = TeacherScores(teacher, torch.zeros(B, R, 1, dtype=torch.long), teacher[..., None],
+                           extra.pop("teacher_entropy", torch.zeros(B, R)))
+    fields = {"rollout_logp_B_R": learner, "group_B": torch.arange(B), "student_entropy_B_R": torch.zeros(B, R)}
+    fields.update(extra)
+    return Signals(learner_logp_B_R=learner, teacher=scores, mask_B_R=mask, **fields)
