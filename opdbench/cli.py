@@ -4,6 +4,7 @@
     opdbench eval model=zoo:teacher task=math [eval.num_prompts=...]
     opdbench zoo build | zoo check
     opdbench methods
+    opdbench bench [METHOD ...] [--steps N] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ def _quiet() -> None:
     logging.getLogger("torch").setLevel(logging.ERROR)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: list[tuple[str, ...]], numbers: bool = True) -> str:
+    """Plain-text table; the first column left-aligned, the rest right-aligned when they hold numbers."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
+    return "\n".join("  ".join(c.ljust(w) if i == 0 or not numbers else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows)
 
 
 def cmd_train(args) -> None:
@@ -51,6 +53,22 @@ def cmd_train(args) -> None:
     print(f"\n{s['method']} on {s['task']}, seed {s['seed']}: {s['steps']} steps in {s['wall_s']:.1f} s")
     print(_table(rows))
     print(f"results: {s['path']}")
+
+
+def cmd_bench(args) -> None:
+    from .bench import seconds_per_step
+    from .conf import baseline_files
+
+    methods = args.methods or [m for m in baseline_files() if m not in ("student_base", "teacher")]
+    methods = ["k1"] + [m for m in methods if m != "k1"]  # the yardstick first
+    rows, k1 = [("method", "s/step", "x k1", "rollout", "teachers", "update")], None
+    for method in methods:
+        r = seconds_per_step(method, args.overrides, args.steps)
+        k1 = k1 or r["s_per_step"]
+        rows.append((method, f"{r['s_per_step']:.2f}", f"{r['s_per_step'] / k1:.2f}",
+                     *(f"{r[k]:.2f}" for k in ("rollout_s", "teacher_s", "update_s"))))
+        print(f"  {method}: {r['s_per_step']:.2f} s/step", file=sys.stderr, flush=True)
+    print(_table(rows))
 
 
 def cmd_eval(args) -> None:
@@ -93,20 +111,30 @@ def cmd_zoo(args) -> None:
     from .zoo.build import load_tasks
 
     tasks = load_tasks()
-    rows = [("model", "params", "checksums", *(f"{t.name} {m}" for t in tasks for m in ("mean@8", "best@8")))]
+    # Models trained to use privileged context (the OPSD student) are also scored with each
+    # prompt's reference shown as context.
+    ctx = [t for t in tasks if any(t.name in e.get("eval_with_context", {}) for e in manifest["models"].values())]
+    rows = [("model", "params", "checksums", *(f"{t.name} {m}" for t in tasks for m in ("mean@8", "best@8")),
+             *(f"{t.name}+context mean@8" for t in ctx))]
     bad = []
     for name, entry in manifest["models"].items():
         actual = zoo.checksums(zoo.ZOO_DIR / name) if (zoo.ZOO_DIR / name).is_dir() else {}
         ok = actual == entry["files"]
         if not ok:
             bad.append(name)
-            rows.append((name, str(entry["params"]), "MISMATCH", *("-" for _ in tasks for _ in range(2))))
+            rows.append((name, f"{entry['params']:,}", "MISMATCH", *("-" for _ in range(2 * len(tasks) + len(ctx)))))
             continue
         model, tokenizer = zoo.load_model(f"zoo:{name}"), zoo.load_tokenizer(f"zoo:{name}")
         cells = []
         for task in tasks:
             scores, _ = evaluate(model, tokenizer, task)
             cells += [f"{scores['mean@8']:.3f}", f"{scores['best@8']:.3f}"]
+        for task in ctx:
+            if task.name in entry.get("eval_with_context", {}):
+                scores, _ = evaluate(model, tokenizer, task, context=True)
+                cells.append(f"{scores['mean@8']:.3f}")
+            else:
+                cells.append("-")
         rows.append((name, f"{sum(p.numel() for p in model.parameters()):,}", "ok", *cells))
     print(_table(rows))
     if bad:
@@ -115,18 +143,33 @@ def cmd_zoo(args) -> None:
 
 
 def cmd_methods(args) -> None:
+    """Every baseline with its source and the knobs it sets, then every knob's registered values."""
     from omegaconf import OmegaConf
 
     from .conf import baseline_files
     from .conf.schema import MethodConfig
+    from .feedback import KNOBS
+    from .teachers import ENSEMBLES
 
     defaults = OmegaConf.structured(MethodConfig(name="?"))
     rows = [("method", "knobs (non-default)", "source")]
     for name, path in baseline_files().items():
         cfg = OmegaConf.merge(defaults, OmegaConf.load(path))
         knobs = {k: v for k, v in cfg.items() if k not in ("name", "source") and v != defaults.get(k)}
-        rows.append((name, " ".join(f"{k}={v}" for k, v in knobs.items()) or "(defaults)", cfg.source))
-    print(_table(rows))
+        rows.append((name, " ".join(f"{k}={_compact(v)}" for k, v in knobs.items()) or "(defaults: k1)", cfg.source))
+    print(_table(rows, numbers=False))
+    print("\nknob values (defaults first):")
+    for knob, registry in {**KNOBS, "ensemble": ENSEMBLES}.items():
+        default = defaults[knob]
+        print(f"  {knob}: {', '.join([default] + sorted(v for v in registry if v != default))}")
+
+
+def _compact(value) -> str:
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    return str(value).replace(" ", "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_zoo)
     p = sub.add_parser("methods", help="list the registered baselines")
     p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("bench", help="seconds per training step of each method, relative to k1")
+    p.add_argument("methods", nargs="*", help="baselines to time (default: every training method)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per method, after one warm-up step")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Hydra override for every method, e.g. --set budget=smoke")
+    p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     _quiet()
     # A terminated run (kill, a scheduler's time limit) unwinds like Ctrl-C, so no staged cell survives.

@@ -32,14 +32,17 @@ def best_at_k(scores: list[float], k: int) -> float:
 @torch.no_grad()
 def evaluate(model, tokenizer, task, *, split: str = "eval", num_prompts: int = 200, n: int = 8,
              k: int = 8, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
-             batch_size: int = 800, progress: bool = False) -> tuple[dict, list[dict]]:
+             batch_size: int = 800, progress: bool = False, context: bool = False) -> tuple[dict, list[dict]]:
     """Sample n responses per prompt and return ({'mean@k', 'best@k'}, per-sample records).
+
+    `context=True` renders each prompt with its reference as privileged context (a `<|context|>`
+    turn), to measure how well a model uses it (the OPSD self-teacher's view).
 
     The same `seed` at every evaluation gives common random numbers across steps and methods,
     which removes sampling noise from the comparisons that matter.
     """
     examples = task.examples(split)[:num_prompts]
-    prompt_ids = [encode_prompt(tokenizer, ex.prompt) for ex in examples]
+    prompt_ids = [encode_prompt(tokenizer, ex.prompt, context=ex.reference if context else None) for ex in examples]
     rows = [(i, j) for i in range(len(examples)) for j in range(n)]
     generator = torch.Generator().manual_seed(seed)
     scores = [[0.0] * n for _ in examples]
