@@ -38,7 +38,7 @@ def truncated_is(learner_logp, rollout_logp, lo: float = 0.5, hi: float = 2.0):
 def masked_is(learner_logp, rollout_logp, lo: float = 0.5, hi: float = 2.0):
     """MIS (IcePop-style): weight 1[lo <= k_t <= hi]; tokens outside get exactly zero gradient."""
     k = torch.exp(learner_logp - rollout_logp)
-    return ((k >= lo) & (k <= hi)).float()
+    return ((k >= lo) & (k <= hi)).to(k.dtype)
 
 
 # Token filters: the score each token is ranked by (none: every token is kept).
@@ -79,7 +79,7 @@ def percentile_band(score_B_R: torch.Tensor, mask_B_R: torch.Tensor, p_min: floa
     rank[scores.argsort(stable=True)] = torch.arange(len(scores), dtype=scores.dtype)
     percentile = 100.0 * rank / max(len(scores), 1)
     keep = torch.zeros_like(mask_B_R)
-    keep[valid] = ((percentile >= p_min) & (percentile < p_max)).float()
+    keep[valid] = ((percentile >= p_min) & (percentile < p_max)).to(keep.dtype)
     return keep
 
 

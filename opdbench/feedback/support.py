@@ -7,6 +7,7 @@ by the gates and takes the masked token mean over the whole batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -57,8 +58,7 @@ def gkd(student: StudentTokens, adv_b_r: torch.Tensor, teacher, divergence: str 
     if divergence == "rkl":
         return _kl(log_p, log_q)
     if divergence == "jsd":
-        log_m = torch.logsumexp(torch.stack([log_q + torch.log(torch.tensor(beta)),
-                                             log_p + torch.log(torch.tensor(1 - beta))]), 0)
+        log_m = torch.logsumexp(torch.stack([log_q + math.log(beta), log_p + math.log(1 - beta)]), 0)
         return beta * _kl(log_q, log_m) + (1 - beta) * _kl(log_p, log_m)
     raise ValueError(f"gkd divergence must be fkl, rkl or jsd, not {divergence!r}")
 
