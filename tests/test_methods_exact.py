@@ -408,6 +408,9 @@ def test_cr_opd_is_zero_when_the_candidate_set_is_empty():
 
 @pytest.mark.parametrize("case", ["one_candidate", "three_candidates"])
 def test_cr_opd_raises_the_best_candidate_more_than_k1(case):
+    """On toys where the student under-weights the best candidate relative to the routing target.
+    Not true in general: with student p = [0.1, 0.78, 0.1, 0.02], teacher q = [0.05, 0.5, 0.44, 0.01],
+    y = 0, top-K 3 and lr 1e-2, the best candidate rises 0.00092 under CR-OPD and 0.00135 under k1."""
     if case == "one_candidate":
         theta = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -1.0, -2.0], dtype=DT)
         logq = torch.tensor([0.5, -3.0, 2.0, 0.0, -1.0, 1.0, -2.0], dtype=DT).log_softmax(-1)

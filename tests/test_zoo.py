@@ -4,14 +4,29 @@ import pytest
 
 from opdbench import zoo
 from opdbench.evaluate import evaluate
-from opdbench.zoo.build import load_tasks
+from opdbench.zoo.build import SPECS, load_tasks
+
+TEACHERS = ["teacher-xs", "teacher-s", "teacher-m", "teacher"]  # smallest to largest
+
+
+def mean8(entry, key="eval"):
+    return entry[key]["math"]["mean@8"]
 
 
 def test_checksums_match_the_manifest():
     models = zoo.manifest()["models"]
-    assert {"student", "teacher"} <= set(models)
+    assert set(models) == {*TEACHERS, "teacher-base", "student"}
+    assert set(models) == set(zoo.list_models())
     for name, entry in models.items():
         assert zoo.checksums(zoo.ZOO_DIR / name) == entry["files"], f"{name} differs from the manifest"
+
+
+def test_manifest_matches_the_build_specs():
+    models = zoo.manifest()["models"]
+    for name, spec in SPECS.items():
+        assert models[name]["spec"] == {k: v for k, v in vars(spec).items()}, name
+    assert models["teacher-base"]["base_of"] == "teacher"
+    assert models["teacher-base"]["sft_step"] == SPECS["teacher"].base_step
 
 
 def test_zoo_is_small():
@@ -21,12 +36,22 @@ def test_zoo_is_small():
 
 def test_calibration_targets():
     models = zoo.manifest()["models"]
-    assert models["teacher"]["eval"]["math"]["mean@8"] >= 0.7
-    assert 0.02 <= models["student"]["eval"]["math"]["mean@8"] <= 0.3
+    params = [models[n]["params"] for n in TEACHERS]
+    scores = [mean8(models[n]) for n in TEACHERS]
+    assert params == sorted(set(params)), "teachers must grow in size"
+    assert all(a < b for a, b in zip(scores, scores[1:])), f"teacher mean@8 not increasing with size: {scores}"
+    assert scores[0] <= 0.8 and scores[-1] >= 0.9
+    assert mean8(models["teacher-base"]) < mean8(models["teacher"])
+    student = models["student"]
+    assert 0.02 <= mean8(student) <= 0.3
+    # The OPSD self-teacher (the student shown the reference as context) is far better than the student.
+    assert mean8(student, "eval_with_context") >= 0.5
+    assert mean8(student, "eval_with_context") >= mean8(student) + 0.3
 
 
-@pytest.mark.parametrize("name", ["student"])
-def test_recorded_scores_reproduce(name):
+@pytest.mark.parametrize("context", [False, True], ids=["no-context", "with-context"])
+def test_student_recorded_scores_reproduce(context):
     task = load_tasks()[0]
-    scores, _ = evaluate(zoo.load_model(f"zoo:{name}"), zoo.load_tokenizer(f"zoo:{name}"), task)
-    assert scores == pytest.approx(zoo.manifest()["models"][name]["eval"]["math"], abs=1e-9)
+    scores, _ = evaluate(zoo.load_model("zoo:student"), zoo.load_tokenizer("zoo:student"), task, context=context)
+    entry = zoo.manifest()["models"]["student"]
+    assert scores == pytest.approx(entry["eval_with_context" if context else "eval"]["math"], abs=1e-9)

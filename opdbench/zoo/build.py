@@ -37,6 +37,8 @@ class ModelSpec:
     lr: float = 3e-3
     batch_size: int = 64
     student_target: float | None = None  # stop once calibration mean@8 reaches this
+    context_fraction: float = 0.0  # share of SFT examples shown with their reference as context
+    base_step: int | None = None  # also ship the weights at this SFT step, as "<name>-base"
 
 
 SPECS = {
@@ -66,7 +68,9 @@ def load_tasks():
 
 
 def build(out=ZOO_DIR, log=print) -> dict:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # One thread: CPU kernels may split reductions differently with more threads, and the zoo must
+    # come out byte for byte the same on every run.
+    torch.set_num_threads(1)
     tasks = load_tasks()
     texts = [t for task in tasks for split in ("sft", "train", "eval")
              for ex in task.examples(split) for t in (ex.prompt, ex.reference)]
@@ -78,12 +82,34 @@ def build(out=ZOO_DIR, log=print) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     manifest = {"tokenizer_vocab": len(tokenizer), "models": {}}
-    for name, spec in SPECS.items():
-        model, started = llama(spec, tokenizer), time.perf_counter()
 
-        def on_step(step, loss, model=model, spec=spec):
+    def save(name, model, entry):
+        folder = tmp / name
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        entry["params"] = sum(p.numel() for p in model.parameters())
+        entry["files"] = checksums(folder)
+        manifest["models"][name] = entry
+
+    def scored(name, model, started=None):
+        scores, _ = evaluate(model, tokenizer, task)
+        entry = {"eval": {task.name: scores}}
+        line = f"  {name}: eval mean@8 {scores['mean@8']:.3f} best@8 {scores['best@8']:.3f}"
+        if started is not None and SPECS.get(name, ModelSpec(0, 0)).context_fraction > 0:
+            with_context, _ = evaluate(model, tokenizer, task, context=True)
+            entry["eval_with_context"] = {task.name: with_context}
+            line += f"; with context mean@8 {with_context['mean@8']:.3f} best@8 {with_context['best@8']:.3f}"
+        log(line + (f" ({time.perf_counter() - started:.0f} s)" if started is not None else ""))
+        return entry
+
+    for name, spec in SPECS.items():
+        model, started, base = llama(spec, tokenizer), time.perf_counter(), {}
+
+        def on_step(step, loss, model=model, spec=spec, base=base):
             if step % 250 == 0:
                 log(f"  {name} step {step}/{spec.steps} loss {loss:.3f}")
+            if step == spec.base_step:
+                base.update((k, v.detach().clone()) for k, v in model.state_dict().items())
             if spec.student_target is None or step % CALIBRATION_EVERY:
                 return False
             score, _ = evaluate(model, tokenizer, task, split="train", num_prompts=100)
@@ -93,19 +119,13 @@ def build(out=ZOO_DIR, log=print) -> dict:
 
         log(f"training {name} ({sum(p.numel() for p in model.parameters())} params)")
         sft(model, tokenizer, sft_data, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-            seed=spec.seed, on_step=on_step)
-        scores, _ = evaluate(model, tokenizer, task)
-        log(f"  {name}: eval mean@8 {scores['mean@8']:.3f} best@8 {scores['best@8']:.3f} "
-            f"({time.perf_counter() - started:.0f} s)")
-        folder = tmp / name
-        model.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        manifest["models"][name] = {
-            "params": sum(p.numel() for p in model.parameters()),
-            "spec": asdict(spec),
-            "eval": {task.name: scores},
-            "files": checksums(folder),
-        }
+            seed=spec.seed, context_fraction=spec.context_fraction, on_step=on_step)
+        save(name, model, {"spec": asdict(spec), **scored(name, model, started)})
+        if base:  # the same run's weights at `base_step`: no extra training
+            model.load_state_dict(base)
+            model.eval()
+            save(f"{name}-base", model, {"base_of": name, "sft_step": spec.base_step,
+                                         **scored(f"{name}-base", model)})
     (tmp / MANIFEST.name).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

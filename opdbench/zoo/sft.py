@@ -11,11 +11,16 @@ import torch.nn.functional as F
 from ..chat import encode_prompt, encode_response
 
 
-def sft_batch(tokenizer, examples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded prompt+response ids, attention mask, and labels (-100 outside the response)."""
+def sft_batch(tokenizer, examples, with_context=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded prompt+response ids, attention mask, and labels (-100 outside the response).
+
+    `with_context[i]` true renders example i's prompt with its reference as privileged context
+    (a `<|context|>` turn), so the model learns to use context when it is given (OPSD).
+    """
     seqs, labels = [], []
-    for ex in examples:
-        p, r = encode_prompt(tokenizer, ex.prompt), encode_response(tokenizer, ex.reference)
+    for i, ex in enumerate(examples):
+        context = ex.reference if with_context is not None and with_context[i] else None
+        p, r = encode_prompt(tokenizer, ex.prompt, context=context), encode_response(tokenizer, ex.reference)
         seqs.append(p + r)
         labels.append([-100] * len(p) + r)
     width = max(len(s) for s in seqs)
@@ -27,15 +32,21 @@ def sft_batch(tokenizer, examples) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def sft(model, tokenizer, examples, *, steps: int, batch_size: int, lr: float, seed: int,
-        warmup: int = 100, on_step=None) -> None:
-    """AdamW with linear warm-up and cosine decay; `on_step(step, loss)` may return True to stop early."""
+        warmup: int = 100, context_fraction: float = 0.0, on_step=None) -> None:
+    """AdamW with linear warm-up and cosine decay; `on_step(step, loss)` may return True to stop early.
+
+    With `context_fraction` > 0, each example is shown with its reference as context with that
+    probability (drawn from the same seeded stream; at 0 the stream is exactly as before).
+    """
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     model.train()
     for step in range(1, steps + 1):
-        ids, mask, labels = sft_batch(tokenizer, rng.sample(examples, batch_size))
+        batch = rng.sample(examples, batch_size)
+        with_context = [rng.random() < context_fraction for _ in batch] if context_fraction > 0 else None
+        ids, mask, labels = sft_batch(tokenizer, batch, with_context)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
         loss.backward()
