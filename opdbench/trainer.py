@@ -313,9 +313,14 @@ def collect(run: Run, examples, group: list[int], generator: torch.Generator, pr
 
     position = {g: i for i, g in enumerate(group)}
     rows_prompt = [position[g] for g in batch.group_B.tolist()]
-    teacher_batch = batch
-    if teacher_prompts != student_prompts:
-        teacher_batch = batch.with_prompts([teacher_prompts[i] for i in rows_prompt], tok.pad_token_id)
+
+    def view(prompts):  # the batch's responses after these prompts (one per step prompt)
+        return batch.with_prompts([prompts[i] for i in rows_prompt], tok.pad_token_id)
+
+    if teacher_prompts != student_prompts:  # the student learns on its own view, each teacher scores its own
+        batch, teacher_batch = (batch, view(teacher_prompts)) if on_policy else (view(student_prompts), batch)
+    else:
+        teacher_batch = batch
     keep_full = m.loss == "gkd" or m.token_filter == "kl"  # the combined teacher's whole distribution
     top_k = cfg.train.teacher_top_k
     scores = score_all(run.teachers, teacher_batch, top_k=top_k, micro_batch=cfg.train.micro_batch,

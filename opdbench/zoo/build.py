@@ -1,10 +1,20 @@
 """`opdbench zoo build`: make the tiny model zoo from scratch, deterministically, on CPU.
 
-Every model shares one tokenizer and one Llama architecture (DESIGN.md, "Calibrating the tiny
-tier": the student needs the capacity to match the teacher). The teacher is trained by SFT to a
-plateau; the student base is the same recipe with another seed, stopped early, as soon as its
-mean@8 on a slice of the *training* prompts (never the eval set) reaches `student_target`, so
-OPD has room to show something.
+Every model shares one tokenizer and the Llama architecture with 4 layers (DESIGN.md, "Calibrating
+the tiny tier": fewer layers cannot learn the math task).
+
+- `teacher-xs`, `teacher-s`, `teacher-m`, `teacher`: teachers of growing width and MLP size, same
+  SFT recipe and steps (for ensembles and teacher-size sweeps); the smaller ones plateau lower.
+- `teacher-base`: the `teacher` run's weights at SFT step `base_step`, saved during that same run
+  (no extra training): the teacher before its final stage, pi_ref for reward correction (ExOPD).
+- `student`: the teacher's recipe with another seed, stopped early, as soon as its mean@8 on a
+  slice of the *training* prompts (never the eval set) reaches `student_target`, so OPD has room
+  to show something. A share (`context_fraction`) of its SFT examples show the reference solution
+  as privileged context, so that the frozen initial student, shown the reference, is a strong
+  teacher for self-distillation (OPSD); the manifest records its score with context too.
+
+The build runs on one thread whatever the machine: CPU kernels split reductions by thread count,
+and a different split changes the weights' bits.
 """
 
 from __future__ import annotations
@@ -68,9 +78,16 @@ def load_tasks():
 
 
 def build(out=ZOO_DIR, log=print) -> dict:
-    # One thread: CPU kernels may split reductions differently with more threads, and the zoo must
-    # come out byte for byte the same on every run.
-    torch.set_num_threads(1)
+    """Train every model of SPECS into `out` (replaced only once all are done); returns the manifest."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same bits on every machine (module docstring)
+    try:
+        return _build(out, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(out, log) -> dict:
     tasks = load_tasks()
     texts = [t for task in tasks for split in ("sft", "train", "eval")
              for ex in task.examples(split) for t in (ex.prompt, ex.reference)]
@@ -91,15 +108,15 @@ def build(out=ZOO_DIR, log=print) -> dict:
         entry["files"] = checksums(folder)
         manifest["models"][name] = entry
 
-    def scored(name, model, started=None):
+    def scored(name, model, with_context=False):
         scores, _ = evaluate(model, tokenizer, task)
         entry = {"eval": {task.name: scores}}
         line = f"  {name}: eval mean@8 {scores['mean@8']:.3f} best@8 {scores['best@8']:.3f}"
-        if started is not None and SPECS.get(name, ModelSpec(0, 0)).context_fraction > 0:
-            with_context, _ = evaluate(model, tokenizer, task, context=True)
-            entry["eval_with_context"] = {task.name: with_context}
-            line += f"; with context mean@8 {with_context['mean@8']:.3f} best@8 {with_context['best@8']:.3f}"
-        log(line + (f" ({time.perf_counter() - started:.0f} s)" if started is not None else ""))
+        if with_context:  # the eval prompts shown with their reference solution as context
+            scores, _ = evaluate(model, tokenizer, task, context=True)
+            entry["eval_with_context"] = {task.name: scores}
+            line += f"; with context mean@8 {scores['mean@8']:.3f} best@8 {scores['best@8']:.3f}"
+        log(line)
         return entry
 
     for name, spec in SPECS.items():
@@ -120,7 +137,8 @@ def build(out=ZOO_DIR, log=print) -> dict:
         log(f"training {name} ({sum(p.numel() for p in model.parameters())} params)")
         sft(model, tokenizer, sft_data, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
             seed=spec.seed, context_fraction=spec.context_fraction, on_step=on_step)
-        save(name, model, {"spec": asdict(spec), **scored(name, model, started)})
+        log(f"  {name}: trained in {time.perf_counter() - started:.0f} s")
+        save(name, model, {"spec": asdict(spec), **scored(name, model, spec.context_fraction > 0)})
         if base:  # the same run's weights at `base_step`: no extra training
             model.load_state_dict(base)
             model.eval()
