@@ -1,5 +1,7 @@
 """The shipped zoo: intact, calibrated, and its recorded scores reproduce."""
 
+from dataclasses import asdict
+
 import pytest
 
 from opdbench import zoo
@@ -24,7 +26,7 @@ def test_checksums_match_the_manifest():
 def test_manifest_matches_the_build_specs():
     models = zoo.manifest()["models"]
     for name, spec in SPECS.items():
-        assert models[name]["spec"] == {k: v for k, v in vars(spec).items()}, name
+        assert models[name]["spec"] == asdict(spec), name
     assert models["teacher-base"]["base_of"] == "teacher"
     assert models["teacher-base"]["sft_step"] == SPECS["teacher"].base_step
 
@@ -55,3 +57,19 @@ def test_student_recorded_scores_reproduce(context):
     scores, _ = evaluate(zoo.load_model("zoo:student"), zoo.load_tokenizer("zoo:student"), task, context=context)
     entry = zoo.manifest()["models"]["student"]
     assert scores == pytest.approx(entry["eval_with_context" if context else "eval"]["math"], abs=1e-9)
+
+
+def test_sft_batch_can_show_the_reference_as_context(tokenizer, math_task):
+    from opdbench.chat import encode_prompt, encode_response
+    from opdbench.zoo.sft import sft_batch
+
+    examples = math_task.examples("sft")[:2]
+    ids, mask, labels = sft_batch(tokenizer, examples, with_context=[True, False])
+    with_ctx = encode_prompt(tokenizer, examples[0].prompt, context=examples[0].reference)
+    plain = encode_prompt(tokenizer, examples[1].prompt)
+    for row, prompt, ex in ((0, with_ctx, examples[0]), (1, plain, examples[1])):
+        seq = prompt + encode_response(tokenizer, ex.reference)
+        assert ids[row, :len(seq)].tolist() == seq and mask[row].sum() == len(seq)
+        assert (labels[row, :len(prompt)] == -100).all()  # context and prompt are never targets
+        assert labels[row, len(prompt):len(seq)].tolist() == seq[len(prompt):]
+    assert tokenizer.convert_tokens_to_ids("<|context|>") in with_ctx
