@@ -58,9 +58,11 @@ class Signals:
 
     def rows(self, rows, R: int) -> "Signals":
         def cut(x):
-            if x is None or isinstance(x, torch.Tensor) and x.dim() == 1:
-                return None if x is None else x[rows]
-            return x.rows(rows, R) if isinstance(x, TeacherScores) else x[rows, :R]
+            if x is None:
+                return None
+            if isinstance(x, TeacherScores):
+                return x.rows(rows, R)
+            return x[rows] if x.dim() == 1 else x[rows, :R]  # per row (group_B) or per token
         return Signals(*(cut(getattr(self, f.name)) for f in fields(self)))
 
 
