@@ -5,11 +5,24 @@ from __future__ import annotations
 import torch
 
 
-def encode_prompt(tokenizer, prompt: str, context: str | None = None) -> list[int]:
-    """Token ids of a user turn plus the assistant header; `context` is privileged information
-    (e.g. a reference solution) shown in its own turn before the question."""
+def messages_of(prompt: str | tuple[dict, ...] | list[dict]) -> list[dict]:
+    """A task's prompt as chat messages: a string is one user turn, a conversation stays as it is."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+
+
+def prefixed(prompt: str | tuple[dict, ...], prefix: str) -> str | tuple[dict, ...]:
+    """The prompt with `prefix` (e.g. a control token) opening its last user turn."""
+    if isinstance(prompt, str):
+        return f"{prefix} {prompt}"
+    *earlier, last = messages_of(prompt)
+    return (*earlier, {**last, "content": f"{prefix} {last['content']}"})
+
+
+def encode_prompt(tokenizer, prompt: str | tuple[dict, ...], context: str | None = None) -> list[int]:
+    """Token ids of the prompt's turns plus the assistant header; `context` is privileged
+    information (e.g. a reference solution) shown in its own turn before the conversation."""
     messages = [{"role": "context", "content": context}] if context is not None else []
-    messages.append({"role": "user", "content": prompt})
+    messages += messages_of(prompt)
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 

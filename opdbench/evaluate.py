@@ -32,7 +32,7 @@ def best_at_k(scores: list[float], k: int) -> float:
 @torch.no_grad()
 def evaluate(model, tokenizer, task, *, split: str = "eval", num_prompts: int = 200, n: int = 8,
              k: int = 8, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
-             batch_size: int = 800, progress: bool = False, context: bool = False) -> tuple[dict, list[dict]]:
+             batch_size: int = 1600, progress: bool = False, context: bool = False) -> tuple[dict, list[dict]]:
     """Sample n responses per prompt and return ({'mean@k', 'best@k'}, per-sample records).
 
     `context=True` renders each prompt with its reference as privileged context (a `<|context|>`
@@ -54,9 +54,10 @@ def evaluate(model, tokenizer, task, *, split: str = "eval", num_prompts: int = 
                           eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
                           temperature=temperature, top_p=top_p, generator=generator)
         texts = decode_responses(tokenizer, batch.response_ids_B_R, batch.response_mask_B_R)
-        for (i, j), text in zip(chunk, texts):
-            scores[i][j] = task.score(examples[i], text)
-            samples.append({"prompt_index": i, "sample": j, "response": text, "score": scores[i][j]})
+        chunk_scores = task.score_many([examples[i] for i, _ in chunk], texts)
+        for (i, j), text, score in zip(chunk, texts, chunk_scores):
+            scores[i][j] = score
+            samples.append({"prompt_index": i, "sample": j, "response": text, "score": score})
     metrics = {
         f"mean@{k}": sum(mean_at_k(s) for s in scores) / len(scores),
         f"best@{k}": sum(best_at_k(s, k) for s in scores) / len(scores),

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import provenance, results
-from .chat import decode_responses, encode_prompt
+from .chat import decode_responses, encode_prompt, prefixed
 from .errors import OpdbenchError
 from .evaluate import evaluate
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
@@ -299,7 +299,7 @@ def collect(run: Run, examples, group: list[int], generator: torch.Generator, pr
     K = len(run.teachers)
     teacher_of_prompt = assign_teachers(m.ensemble, len(examples), K, generator)
     control = m.ensemble == "control_token"
-    student_prompts = [encode_prompt(tok, f"<|teacher-{k}|> {ex.prompt}" if control else ex.prompt)
+    student_prompts = [encode_prompt(tok, prefixed(ex.prompt, f"<|teacher-{k}|>") if control else ex.prompt)
                        for ex, k in zip(examples, teacher_of_prompt)]
     teacher_prompts = [encode_prompt(tok, ex.prompt, context=ex.reference if m.teacher_context else None)
                        for ex in examples]
@@ -363,7 +363,7 @@ def train_step(run: Run, optimizer, examples, group: list[int], generator, progr
         "on_policy": int(inputs.on_policy),
         "tokens": int(mask.sum().item()),
         "response_len": mask.sum(1).mean().item(),
-        "train_score": sum(run.task.score(by_group[g], t) for g, t in zip(batch.group_B.tolist(), texts)) / len(texts),
+        "train_score": sum(run.task.score_many([by_group[g] for g in batch.group_B.tolist()], texts)) / len(texts),
     }
     return row, timing
 

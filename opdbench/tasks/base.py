@@ -11,7 +11,7 @@ from typing import Any
 class Example:
     """One problem: what the model is asked, a reference response, and what the scorer checks."""
 
-    prompt: str
+    prompt: str | tuple[dict, ...]  # one user turn, or a conversation ({"role", "content"} dicts) ending in a user turn
     reference: str  # a correct response (SFT target for the zoo; privileged context for self-distillation)
     target: Any  # whatever `Task.score` compares against (an int for math)
     meta: dict = field(default_factory=dict, compare=False)
@@ -37,3 +37,8 @@ class Task(ABC):
     @abstractmethod
     def score(self, example: Example, response: str) -> float:
         """Score in [0, 1]; malformed responses score 0 and never raise."""
+
+    def score_many(self, examples: list[Example], responses: list[str]) -> list[float]:
+        """Scores of many responses at once: what the evaluator and the trainer call. Tasks whose
+        scorer has a start-up cost per call (a sandboxed subprocess) override it to batch."""
+        return [self.score(ex, r) for ex, r in zip(examples, responses)]
