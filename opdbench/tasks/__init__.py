@@ -5,10 +5,14 @@ from __future__ import annotations
 from ..errors import OpdbenchError
 from ..registry import Registry
 from .base import Example, Task
+from .code import CodeTask
+from .dialogue import DialogueTask
 from .math import MathTask
 
 TASKS: Registry = Registry("task")
 TASKS.register("math")(MathTask)
+TASKS.register("code")(CodeTask)
+TASKS.register("dialogue")(DialogueTask)
 
 
 def make_task(task_cfg) -> Task:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,3 +45,21 @@ class Task(ABC):
         """Scores of many responses at once: what the evaluator and the trainer call. Tasks whose
         scorer has a start-up cost per call (a sandboxed subprocess) override it to batch."""
         return [self.score(ex, r) for ex, r in zip(examples, responses)]
+
+
+def disjoint_splits(make: Callable[[random.Random], Example], seed: int, sizes: dict[str, int]) -> dict[str, list[Example]]:
+    """Examples drawn by `make` from one seeded stream: the held-out split first, then the others,
+    skipping any prompt already drawn, so no prompt is in two splits."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out = {}
+    for split in ("eval", "train", "sft"):
+        examples: list[Example] = []
+        while len(examples) < sizes[split]:
+            ex = make(rng)
+            key = ex.prompt if isinstance(ex.prompt, str) else json.dumps(ex.prompt, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                examples.append(ex)
+        out[split] = examples
+    return out

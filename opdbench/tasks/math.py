@@ -13,7 +13,7 @@ import random
 import re
 from functools import lru_cache
 
-from .base import SPLITS, Example, Task
+from .base import SPLITS, Example, Task, disjoint_splits
 
 NAMES = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "joe", "kim", "lou")
 ITEMS = ("apples", "pens", "coins", "books", "cards", "eggs", "stamps", "shells")
@@ -68,17 +68,4 @@ class MathTask(Task):
 
 @lru_cache(maxsize=8)
 def _generate(seed, sizes, min_steps, max_steps, max_value) -> dict[str, list[Example]]:
-    """Draw the held-out split first, then the others, skipping any prompt already drawn."""
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    out = {}
-    for split in ("eval", "train", "sft"):
-        size = dict(sizes)[split]
-        exs: list[Example] = []
-        while len(exs) < size:
-            ex = make_problem(rng, min_steps, max_steps, max_value)
-            if ex.prompt not in seen:
-                seen.add(ex.prompt)
-                exs.append(ex)
-        out[split] = exs
-    return out
+    return disjoint_splits(lambda rng: make_problem(rng, min_steps, max_steps, max_value), seed, dict(sizes))

@@ -28,6 +28,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from ..chat import messages_of
 from ..conf import task_files
 from ..evaluate import evaluate
 from ..tasks import TASKS
@@ -46,7 +47,7 @@ class ModelSpec:
     intermediate: int = 192
     lr: float = 3e-3
     batch_size: int = 64
-    student_target: float | None = None  # stop once calibration mean@8 reaches this
+    student_target: float | None = None  # stop once every task's calibration mean@8 reaches this
     context_fraction: float = 0.0  # share of SFT examples shown with their reference as context
     base_step: int | None = None  # also ship the weights at this SFT step, as "<name>-base"
 
@@ -95,11 +96,10 @@ def build(out=ZOO_DIR, log=print) -> dict:
 
 def _build(out, log) -> dict:
     tasks = load_tasks()
-    texts = [t for task in tasks for split in ("sft", "train", "eval")
-             for ex in task.examples(split) for t in (ex.prompt, ex.reference)]
+    texts = [t for task in tasks for split in ("sft", "train", "eval") for ex in task.examples(split)
+             for t in [m["content"] for m in messages_of(ex.prompt)] + [ex.reference]]
     tokenizer = build_tokenizer(texts)
     sft_data = [ex for task in tasks for ex in task.examples("sft")]
-    task = tasks[0]  # calibration and the manifest's scores use the first task (math)
 
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -115,14 +115,14 @@ def _build(out, log) -> dict:
         manifest["models"][name] = entry
 
     def scored(name, model, with_context=False):
-        scores, _ = evaluate(model, tokenizer, task)
-        entry = {"eval": {task.name: scores}}
-        line = f"  {name}: eval mean@8 {scores['mean@8']:.3f} best@8 {scores['best@8']:.3f}"
-        if with_context:  # the eval prompts shown with their reference solution as context
-            scores, _ = evaluate(model, tokenizer, task, context=True)
-            entry["eval_with_context"] = {task.name: scores}
-            line += f"; with context mean@8 {scores['mean@8']:.3f} best@8 {scores['best@8']:.3f}"
-        log(line)
+        entry = {"eval": {}, **({"eval_with_context": {}} if with_context else {})}
+        for task in tasks:
+            entry["eval"][task.name], _ = evaluate(model, tokenizer, task)
+            line = f"  {name} {task.name}: eval mean@8 {entry['eval'][task.name]['mean@8']:.3f}"
+            if with_context:  # the eval prompts shown with their reference solution as context
+                entry["eval_with_context"][task.name], _ = evaluate(model, tokenizer, task, context=True)
+                line += f", with context {entry['eval_with_context'][task.name]['mean@8']:.3f}"
+            log(line)
         return entry
 
     for name, spec in SPECS.items():
@@ -135,10 +135,10 @@ def _build(out, log) -> dict:
                 base.update((k, v.detach().clone()) for k, v in model.state_dict().items())
             if spec.student_target is None or step % CALIBRATION_EVERY:
                 return False
-            score, _ = evaluate(model, tokenizer, task, split="train", num_prompts=100)
+            scores = {t.name: evaluate(model, tokenizer, t, split="train", num_prompts=100)[0]["mean@8"] for t in tasks}
             model.train()
-            log(f"  {name} step {step}: calibration mean@8 {score['mean@8']:.3f}")
-            return score["mean@8"] >= spec.student_target
+            log(f"  {name} step {step}: calibration mean@8 " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            return min(scores.values()) >= spec.student_target
 
         log(f"training {name} ({sum(p.numel() for p in model.parameters())} params)")
         sft(model, tokenizer, sft_data, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,

@@ -1,0 +1,141 @@
+"""Tiny-tier code: write the body of a small Python function from a spec and examples.
+
+    prompt:    "def f(xs): keep items above 3, then add 2 to each item, then return the sum.
+                f([1, 5, 4]) == 13"
+    response:  "xs = [v for v in xs if v > 3]
+                xs = [v + 2 for v in xs]
+                return sum(xs)"
+
+The response is run as the body of `def f(xs):` against hidden tests in the sandbox
+(opdbench/sandbox.py); the score is the fraction of hidden tests passed, so a program that gets
+one step wrong can still earn partial credit. Each line of the body depends on the lines before
+it, as each scratchpad step does in the math task.
+"""
+
+from __future__ import annotations
+
+import random
+import textwrap
+from functools import lru_cache
+
+from .. import sandbox
+from .base import SPLITS, Example, Task, disjoint_splits
+
+# (spec phrase, body line, what the line does); K is a small constant drawn per problem. The
+# functions compute the expected outputs without running code; tests check they match the lines.
+TRANSFORMS = (
+    ("keep items above {k}", "xs = [v for v in xs if v > {k}]", lambda xs, k: [v for v in xs if v > k]),
+    ("keep items below {k}", "xs = [v for v in xs if v < {k}]", lambda xs, k: [v for v in xs if v < k]),
+    ("keep even items", "xs = [v for v in xs if v % 2 == 0]", lambda xs, k: [v for v in xs if v % 2 == 0]),
+    ("keep odd items", "xs = [v for v in xs if v % 2 == 1]", lambda xs, k: [v for v in xs if v % 2 == 1]),
+    ("add {k} to each item", "xs = [v + {k} for v in xs]", lambda xs, k: [v + k for v in xs]),
+    ("subtract {k} from each item", "xs = [v - {k} for v in xs]", lambda xs, k: [v - k for v in xs]),
+    ("multiply each item by {k}", "xs = [v * {k} for v in xs]", lambda xs, k: [v * k for v in xs]),
+)
+RESULTS = (
+    ("return the sum", "return sum(xs)", sum),
+    ("return the count", "return len(xs)", len),
+    ("return the largest", "return max(xs, default=0)", lambda xs: max(xs, default=0)),
+    ("return the smallest", "return min(xs, default=0)", lambda xs: min(xs, default=0)),
+    ("return the list", "return xs", list),
+)
+
+
+def program_of(body: str) -> str:
+    """The candidate program: the response, indented, as the body of `f`."""
+    return "def f(xs):\n" + textwrap.indent(body, "    ") + "\n"
+
+
+def _random_list(rng: random.Random) -> list[int]:
+    return [rng.randint(0, 9) for _ in range(rng.randint(2, 5))]
+
+
+def make_problem(rng: random.Random, min_steps: int, max_steps: int, num_examples: int, num_tests: int) -> Example:
+    spec, body, steps = [], [], []
+    for _ in range(rng.randint(min_steps, max_steps)):
+        phrase, line, fn = rng.choice(TRANSFORMS)
+        k = rng.randint(1, 5)
+        spec.append(phrase.format(k=k))
+        body.append(line.format(k=k))
+        steps.append(lambda xs, fn=fn, k=k: fn(xs, k))
+    phrase, line, fn = rng.choice(RESULTS)
+    spec.append(phrase)
+    body.append(line)
+    steps.append(fn)
+
+    def f(xs):
+        for step in steps:
+            xs = step(xs)
+        return xs
+
+    shown = [_random_list(rng) for _ in range(num_examples)]
+    hidden = [_random_list(rng) for _ in range(num_tests)]
+    examples = " ".join(f"f({xs}) == {f(xs)}" for xs in shown)
+    prompt = f"def f(xs): {', then '.join(spec)}. {examples}"
+    tests = tuple(f"assert f({xs}) == {f(xs)!r}" for xs in hidden)
+    return Example(prompt=prompt, reference="\n".join(body), target=tests)
+
+
+class CodeTask(Task):
+    """Small list-processing functions; splits are disjoint by prompt and fixed by `seed`.
+
+    Scoring runs each distinct (response, tests) pair once in the sandbox; a response that does
+    not compile scores 0 without a subprocess, and one identical to the reference passes by
+    construction (the references are checked against their tests in tests/test_code_task.py).
+    """
+
+    name = "code"
+
+    def __init__(self, seed: int = 4321, sizes: dict | None = None, min_steps: int = 1, max_steps: int = 2,
+                 num_examples: int = 1, num_tests: int = 5, max_new_tokens: int = 48,
+                 timeout_s: float = 2.0):
+        self.seed = seed
+        self.sizes = dict(sizes or {"sft": 20000, "train": 4000, "eval": 500})
+        self.min_steps, self.max_steps = min_steps, max_steps
+        self.num_examples, self.num_tests = num_examples, num_tests
+        self.max_new_tokens = max_new_tokens
+        self.timeout_s = timeout_s
+
+    def examples(self, split: str) -> list[Example]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
+        return _generate(self.seed, tuple(sorted(self.sizes.items())), self.min_steps, self.max_steps,
+                         self.num_examples, self.num_tests)[split]
+
+    def score(self, example: Example, response: str) -> float:
+        return self.score_many([example], [response])[0]
+
+    def score_many(self, examples: list[Example], responses: list[str]) -> list[float]:
+        scores: dict[tuple, float] = {}
+        to_run = []
+        # (response, tests) identifies a run; a non-str response becomes None (scores 0), and a
+        # target read back from JSON (lm-eval export) is a list.
+        keys = [(r if isinstance(r, str) else None, tuple(ex.target)) for ex, r in zip(examples, responses)]
+        for ex, key in zip(examples, keys):
+            response = key[0]
+            if key in scores:
+                continue
+            if response is None or not _compiles(program_of(response)):
+                scores[key] = 0.0
+            elif response.strip() == ex.reference:
+                scores[key] = 1.0
+            else:
+                scores[key] = None
+                to_run.append(key)
+        for key in to_run:
+            scores[key] = sandbox.score_program(program_of(key[0]), list(key[1]), timeout_s=self.timeout_s)
+        return [scores[key] for key in keys]
+
+
+def _compiles(program: str) -> bool:
+    try:
+        compile(program, "<candidate>", "exec")  # parses only: nothing of the candidate runs here
+        return True
+    except Exception:  # SyntaxError, ValueError (null bytes), RecursionError, MemoryError
+        return False
+
+
+@lru_cache(maxsize=8)
+def _generate(seed, sizes, min_steps, max_steps, num_examples, num_tests) -> dict[str, list[Example]]:
+    return disjoint_splits(lambda rng: make_problem(rng, min_steps, max_steps, num_examples, num_tests),
+                           seed, dict(sizes))
