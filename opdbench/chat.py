@@ -18,13 +18,18 @@ def prefixed(prompt: str | tuple[dict, ...], prefix: str) -> str | tuple[dict, .
     return (*earlier, {**last, "content": f"{prefix} {last['content']}"})
 
 
-def encode_prompt(tokenizer, prompt: str | tuple[dict, ...], context: str | None = None) -> list[int]:
-    """Token ids of the prompt's turns plus the assistant header; `context` is privileged
-    information (e.g. a reference solution) shown in its own turn before the conversation."""
+def render_prompt(tokenizer, prompt: str | tuple[dict, ...], context: str | None = None) -> str:
+    """Text of the prompt's turns plus the assistant header, with the template's own special
+    tokens (a bos, if it has one); `context` is privileged information (e.g. a reference
+    solution) shown in its own turn before the conversation."""
     messages = [{"role": "context", "content": context}] if context is not None else []
     messages += messages_of(prompt)
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def encode_prompt(tokenizer, prompt: str | tuple[dict, ...], context: str | None = None) -> list[int]:
+    """Token ids of `render_prompt`: the template already placed the special tokens, so none are added."""
+    return tokenizer(render_prompt(tokenizer, prompt, context), add_special_tokens=False)["input_ids"]
 
 
 def encode_response(tokenizer, response: str) -> list[int]:

@@ -1,7 +1,8 @@
 """The `opdbench` command.
 
     opdbench train method=k1 task=math seed=0 [Hydra overrides ...]
-    opdbench eval model=zoo:teacher task=math [eval.num_prompts=...]
+    opdbench eval [--harness opdbench|lm-eval] model=zoo:teacher task=math [eval.num_prompts=...]
+    opdbench export lm-eval [TASK ...] [--out DIR] [--tokenizer SPEC]
     opdbench zoo build | zoo check
     opdbench methods
     opdbench bench [METHOD ...] [--steps N] [--set KEY=VALUE ...]
@@ -16,6 +17,7 @@ import signal
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from .errors import OpdbenchError
 
@@ -87,11 +89,30 @@ def cmd_eval(args) -> None:
     e = cfg.eval
     task = make_task(cfg.task)
     started = time.perf_counter()
-    scores, _ = evaluate(load_model(model_spec), load_tokenizer(model_spec), task, num_prompts=e.num_prompts,
-                         n=e.n, k=e.k, temperature=e.temperature, top_p=e.top_p, seed=e.seed,
-                         batch_size=e.batch_size, progress=True)
-    print(f"{model_spec} on {task.name} ({e.num_prompts} prompts × {e.n} samples, "
+    if args.harness == "lm-eval":
+        import datasets
+
+        from .lm_eval_export import run_lm_eval
+
+        datasets.disable_progress_bars()  # keep lm-eval's own progress bar only
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+        scores, _ = run_lm_eval(cfg, model_spec)
+    else:
+        scores, _ = evaluate(load_model(model_spec), load_tokenizer(model_spec), task, num_prompts=e.num_prompts,
+                             n=e.n, k=e.k, temperature=e.temperature, top_p=e.top_p, seed=e.seed,
+                             batch_size=e.batch_size, progress=True)
+    print(f"{model_spec} on {task.name} via {args.harness} ({e.num_prompts} prompts × {e.n} samples, "
           f"{time.perf_counter() - started:.1f} s): " + "  ".join(f"{m} {v:.3f}" for m, v in scores.items()))
+
+
+def cmd_export(args) -> None:
+    from .conf import REPO_DIR, load_config, task_files
+    from .lm_eval_export import export_task
+
+    out = args.out or REPO_DIR / "lm_eval_tasks"
+    configs = [load_config([f"task={name}"]) for name in args.tasks or list(task_files())]  # every name checked first
+    for cfg in configs:
+        print(f"{cfg.task.name}: {export_task(cfg, out, tokenizer_spec=args.tokenizer)}")
 
 
 def cmd_zoo(args) -> None:
@@ -179,8 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.lr=5e-4 budget=smoke")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="score a model: opdbench eval model=zoo:teacher task=math")
+    p.add_argument("--harness", choices=["opdbench", "lm-eval"], default="opdbench",
+                   help="opdbench's own sampler (default), or lm-eval's `hf` model on the exported task (offline)")
     p.add_argument("overrides", nargs="*", help="model=<zoo:NAME|path|hub name> and Hydra overrides")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser(
+        "export", help="write tasks as lm-eval task folders: opdbench export lm-eval [TASK ...]",
+        description="Write each task's eval split as an lm-eval task folder <out>/opdbench_<task>/ "
+                    "(YAML, eval.jsonl with prompts rendered by the tokenizer's chat template, utils.py scoring "
+                    "with the opdbench scorer). With no TASK, every task in tasks/; the default --out "
+                    "regenerates the shipped lm_eval_tasks/. Run them with: lm_eval --model hf --model_args "
+                    "pretrained=PATH,add_bos_token=False --include_path lm_eval_tasks --tasks opdbench_math")
+    p.add_argument("format", choices=["lm-eval"])
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="task names (default: all)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: lm_eval_tasks/ in the repo)")
+    p.add_argument("--tokenizer", default="zoo:teacher",
+                   help="whose chat template renders the prompts (default: zoo:teacher, shared by the whole zoo)")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("zoo", help="build or check the tiny model zoo")
     p.add_argument("action", choices=["build", "check"])
     p.set_defaults(func=cmd_zoo)
