@@ -33,14 +33,15 @@ def load_utils(folder):
     return module
 
 
-def test_shipped_math_folder_equals_a_fresh_export(tmp_path, capsys):
-    assert main(["export", "lm-eval", "math", "--out", str(tmp_path)]) == 0
-    fresh = tmp_path / "opdbench_math"
-    names = sorted(p.name for p in SHIPPED.iterdir() if p.is_file())
-    assert names == sorted(p.name for p in fresh.iterdir()) == ["eval.jsonl", "opdbench_math.yaml", "utils.py"]
+@pytest.mark.parametrize("task", ["math", "code", "dialogue"])
+def test_shipped_folder_equals_a_fresh_export(task, tmp_path, capsys):
+    assert main(["export", "lm-eval", task, "--out", str(tmp_path)]) == 0
+    shipped, fresh = REPO_DIR / "lm_eval_tasks" / f"opdbench_{task}", tmp_path / f"opdbench_{task}"
+    names = sorted(p.name for p in shipped.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in fresh.iterdir()) == ["eval.jsonl", f"opdbench_{task}.yaml", "utils.py"]
     for name in names:
-        assert (SHIPPED / name).read_bytes() == (fresh / name).read_bytes(), \
-            f"{name} drifted: regenerate with `opdbench export lm-eval math`"
+        assert (shipped / name).read_bytes() == (fresh / name).read_bytes(), \
+            f"{name} drifted: regenerate with `opdbench export lm-eval {task}`"
 
 
 def test_shipped_yaml_samples_8_with_the_eval_settings():
