@@ -43,3 +43,31 @@ def decode_responses(tokenizer, response_ids_B_R: torch.Tensor, response_mask_B_
         kept = [i for i, m in zip(ids, mask) if m and i != tokenizer.eos_token_id]
         out.append(tokenizer.decode(kept, skip_special_tokens=True))
     return out
+
+
+# A short multi-turn chat: every role token the trainer's prompts use, the generation prompt, and
+# the end of a response. Its words need not be in the vocabulary (unknown ones encode alike).
+PROBE_CONVERSATION = ({"role": "user", "content": "What is 2 + 3?"},
+                      {"role": "assistant", "content": "2 + 3 = 5."},
+                      {"role": "user", "content": "And 4 + 4?"})
+PROBE_RESPONSE = "4 + 4 = 8."
+
+
+def rendering_difference(tokenizer, other) -> str | None:
+    """Where `tokenizer` and `other` tokenize a chat differently (first theirs, then other's), or None.
+
+    Teachers score the student's token ids, so a teacher whose template or special tokens differ
+    (other role markers, another EOS) would score sequences it was never trained on. Compares the
+    probe's token ids as the trainer builds them, then the pad/bos/eos ids (pad is never rendered).
+    """
+    ids, other_ids = (encode_prompt(tok, PROBE_CONVERSATION) + encode_response(tok, PROBE_RESPONSE)
+                      for tok in (tokenizer, other))
+    if ids != other_ids:
+        i = next((i for i, (a, b) in enumerate(zip(ids, other_ids)) if a != b), min(len(ids), len(other_ids)))
+        token, other_token = (tok.convert_ids_to_tokens(seq[i]) if i < len(seq) else "(end)"
+                              for tok, seq in ((tokenizer, ids), (other, other_ids)))
+        return f"first difference at token {i}: {token!r} vs {other_token!r}"
+    for kind in ("bos", "eos", "pad"):
+        if getattr(tokenizer, f"{kind}_token_id") != getattr(other, f"{kind}_token_id"):
+            return f"{kind} token {getattr(tokenizer, kind + '_token')!r} vs {getattr(other, kind + '_token')!r}"
+    return None

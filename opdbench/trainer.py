@@ -11,6 +11,7 @@ import copy
 import hashlib
 import inspect
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import provenance, results
-from .chat import decode_responses, encode_prompt, prefixed
+from .chat import decode_responses, encode_prompt, prefixed, rendering_difference
 from .errors import OpdbenchError
 from .evaluate import evaluate
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
@@ -124,9 +125,11 @@ def prepare(cfg: DictConfig) -> Run:
     student_spec = teacher_specs[-1] if m.kind == "evaluate_teacher" else cfg.models.student
     tokenizer = load_tokenizer(student_spec)
     for spec in teacher_specs:
-        if load_tokenizer(spec).get_vocab() != tokenizer.get_vocab():
+        teacher_tokenizer = load_tokenizer(spec)
+        if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise OpdbenchError(f"tokenizer mismatch: teacher {spec!r} and student "
                                 f"{student_spec!r} have different vocabularies; use models that share one")
+        check_chat_template(cfg, spec, teacher_tokenizer, student_spec, tokenizer)
     unknown = [t for t in m.mask_tokens if t not in tokenizer.get_vocab()]
     if unknown:
         raise OpdbenchError(f"bad value: method.mask_tokens {unknown} are not tokens of {student_spec!r}")
@@ -142,6 +145,19 @@ def prepare(cfg: DictConfig) -> Run:
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
     cell = results.cell_dir(cfg.results_dir, cfg.suite, m.name, cfg.task.name, cfg.seed)
     return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell)
+
+
+def check_chat_template(cfg: DictConfig, teacher_spec: str, teacher_tokenizer, student_spec: str, tokenizer) -> None:
+    """Teacher and student must also agree on the chat template and special tokens; a mismatch is
+    an error unless `models.allow_template_mismatch`, then a one-line warning."""
+    difference = rendering_difference(teacher_tokenizer, tokenizer)
+    if difference is None:
+        return
+    message = (f"chat template mismatch: teacher {teacher_spec!r} renders chats differently from student "
+               f"{student_spec!r}: {difference}")
+    if not cfg.models.allow_template_mismatch:
+        raise OpdbenchError(f"{message}; use models that share a template, or set models.allow_template_mismatch=true")
+    print(f"warning: {message} (allowed by models.allow_template_mismatch)", file=sys.stderr)
 
 
 def rollout(run: Run, model, prompt_ids: list[list[int]], group: list[int], generator: torch.Generator) -> Rollout:

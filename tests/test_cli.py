@@ -8,7 +8,7 @@ from opdbench.cli import main
 
 @pytest.mark.parametrize("args, message", [
     (["method=nope"], "unknown method 'nope'; valid: "),
-    (["task=nope"], "unknown task 'nope'; valid: math"),
+    (["task=nope"], "unknown task 'nope'; valid: aime, "),
     (["budget=huge"], "unknown budget 'huge'; valid: default, smoke"),
     (["train.lr=-1"], "train.lr must be > 0"),
     (["train.lr=fast"], "train.lr"),

@@ -57,6 +57,9 @@ class ModelsConfig:
     student: str = "zoo:student"
     teachers: list[str] = field(default_factory=lambda: ["zoo:teacher"])
     teacher_base: str = "zoo:teacher-base"  # the teacher before its last stage: pi_ref for reward correction
+    # Teachers must render chats (template, role and special tokens) exactly as the student does;
+    # true turns that check's error into a warning, e.g. for a teacher whose template only adds a system prompt.
+    allow_template_mismatch: bool = False
 
 
 @dataclass

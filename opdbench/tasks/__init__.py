@@ -8,11 +8,14 @@ from .base import Example, Task
 from .code import CodeTask
 from .dialogue import DialogueTask
 from .math import MathTask
+from .real import REAL_TASKS
 
 TASKS: Registry = Registry("task")
 TASKS.register("math")(MathTask)
 TASKS.register("code")(CodeTask)
 TASKS.register("dialogue")(DialogueTask)
+for _name, _cls in REAL_TASKS.items():  # gsm8k, math500, aime, mbpp, humaneval, ifeval
+    TASKS.register(_name)(_cls)
 
 
 def make_task(task_cfg) -> Task:

@@ -32,6 +32,7 @@ from ..chat import messages_of
 from ..conf import task_files
 from ..evaluate import evaluate
 from ..tasks import TASKS
+from ..tasks.real import REAL_TASKS
 from . import MANIFEST, ZOO_DIR, checksums
 from .sft import sft
 from .tokenizer import build_tokenizer
@@ -80,6 +81,8 @@ def load_tasks():
     tasks = []
     for name, path in task_files().items():
         cfg = OmegaConf.load(path)
+        if cfg.name in REAL_TASKS:  # hub datasets for GPU-scale models, not zoo training data
+            continue
         tasks.append(TASKS.get(cfg.name)(**cfg.get("params", {})))
     return tasks
 
