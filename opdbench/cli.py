@@ -108,9 +108,11 @@ def cmd_eval(args) -> None:
 def cmd_export(args) -> None:
     from .conf import REPO_DIR, load_config, task_files
     from .lm_eval_export import export_task
+    from .tasks.real import REAL_TASKS
 
     out = args.out or REPO_DIR / "lm_eval_tasks"
-    configs = [load_config([f"task={name}"]) for name in args.tasks or list(task_files())]  # every name checked first
+    tiny = [name for name in task_files() if name not in REAL_TASKS]  # real tasks need their data: name them
+    configs = [load_config([f"task={name}"]) for name in args.tasks or tiny]  # every name checked first
     for cfg in configs:
         print(f"{cfg.task.name}: {export_task(cfg, out, tokenizer_spec=args.tokenizer)}")
 
@@ -122,7 +124,7 @@ def cmd_zoo(args) -> None:
         from .zoo.build import build
 
         started = time.perf_counter()
-        build()
+        build(jobs=args.jobs)
         print(f"zoo built in {zoo.ZOO_DIR} ({time.perf_counter() - started:.0f} s)")
         return
     manifest = zoo.manifest()
@@ -208,17 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         "export", help="write tasks as lm-eval task folders: opdbench export lm-eval [TASK ...]",
         description="Write each task's eval split as an lm-eval task folder <out>/opdbench_<task>/ "
                     "(YAML, eval.jsonl with prompts rendered by the tokenizer's chat template, utils.py scoring "
-                    "with the opdbench scorer). With no TASK, every task in tasks/; the default --out "
+                    "with the opdbench scorer). With no TASK, every tiny-tier task; the default --out "
                     "regenerates the shipped lm_eval_tasks/. Run them with: lm_eval --model hf --model_args "
                     "pretrained=PATH,add_bos_token=False --include_path lm_eval_tasks --tasks opdbench_math")
     p.add_argument("format", choices=["lm-eval"])
-    p.add_argument("tasks", nargs="*", metavar="TASK", help="task names (default: all)")
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="task names (default: the tiny-tier tasks)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: lm_eval_tasks/ in the repo)")
     p.add_argument("--tokenizer", default="zoo:teacher",
                    help="whose chat template renders the prompts (default: zoo:teacher, shared by the whole zoo)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("zoo", help="build or check the tiny model zoo")
     p.add_argument("action", choices=["build", "check"])
+    p.add_argument("--jobs", type=int, default=2, help="build: models trained at once, one thread each (default 2)")
     p.set_defaults(func=cmd_zoo)
     p = sub.add_parser("methods", help="list the registered baselines")
     p.set_defaults(func=cmd_methods)

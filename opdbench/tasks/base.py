@@ -32,6 +32,7 @@ class Task(ABC):
 
     name: str = "task"
     max_new_tokens: int = 64
+    train_score_max: int | None = None  # score at most this many of a step's responses for the train_score metric
 
     @abstractmethod
     def examples(self, split: str) -> list[Example]:

@@ -88,13 +88,14 @@ class CodeTask(Task):
 
     def __init__(self, seed: int = 4321, sizes: dict | None = None, min_steps: int = 1, max_steps: int = 2,
                  num_examples: int = 1, num_tests: int = 5, max_new_tokens: int = 48,
-                 timeout_s: float = 2.0):
+                 timeout_s: float = 2.0, train_score_max: int | None = 32):
         self.seed = seed
         self.sizes = dict(sizes or {"sft": 20000, "train": 4000, "eval": 500})
         self.min_steps, self.max_steps = min_steps, max_steps
         self.num_examples, self.num_tests = num_examples, num_tests
         self.max_new_tokens = max_new_tokens
         self.timeout_s = timeout_s
+        self.train_score_max = train_score_max  # each costs a sandboxed run: the metric needs only a sample
 
     def examples(self, split: str) -> list[Example]:
         if split not in SPLITS:
