@@ -5,33 +5,65 @@ HumanEval) score a candidate program by executing it together with hidden test
 assertions.  Candidates come from small, partly-trained policies and are treated
 as hostile::
 
-    from opdbench.sandbox import run_tests
+    from opdbench.sandbox import run_many, run_tests
     r = run_tests("def add(a, b):\n    return a + b\n",
                   ["assert add(1, 2) == 3", "assert add(0, 0) == 1"])
     r.score, r.status, r.outcomes      # 0.5, 'ok', ('pass', 'AssertionError')
+    results = run_many([(program, tests), ...], workers=2)   # same order, same Result
 
-``run_tests`` never raises: a non-str program gives ``status="invalid_input"``,
-an internal failure ``status="sandbox_error"``, both with score 0; a non-str
-test counts as a failing test (outcome ``InvalidTest``).  ``score_program`` is
-the same call returning only the score.
+``run_tests`` and ``run_many`` never raise: a non-str program (or a job that is
+not a ``(program, tests)`` pair) gives ``status="invalid_input"``, an internal
+failure ``status="sandbox_error"``, both with score 0; a non-str test counts as
+a failing test (outcome ``InvalidTest``).  ``score_program`` and ``score_many``
+are the same calls returning only the scores.  ``run_tests`` is a batch of one.
 
-How a run works
----------------
-The parent writes a payload (program, tests, a random nonce) to a root-only
-file, starts ``python -I -S -B -u -c <harness>`` in a new session (its own
-process group) with a five-variable environment, stdin on ``/dev/null`` and an
-extra pipe as the *report channel*.  The harness (trusted code, before any
-candidate code runs) reads and deletes the payload, compiles the tests, sets up
-the isolation below, writes a setup line ``S <protections>`` to the report
-pipe, then runs the program once and every test in its own
-``try/except BaseException`` (so one failing or raising test hides nothing), and
-finally writes ``R <nonce> <status> <n> <outcome,...>`` and calls ``os._exit``.
+How a batch runs
+----------------
+Starting an interpreter, preloading modules and building namespaces costs
+~80 ms, so that happens once per *worker*: ``run_many`` shares the jobs among
+``workers`` threads, each driving one *supervisor*, ``python -I -S -B -u -c
+<harness>`` started in a new session with a five-variable environment, stdin
+and stdout on ``/dev/null`` and a Unix socket as its control channel.  The
+supervisor (trusted; it never runs candidate code) preloads common modules,
+snapshots the existing types for ``check_types``, enters its network and mount
+namespaces (below), then serves one request at a time:
+
+1. The parent picks a fresh uid and a nonce, writes the job (program, tests,
+   nonce, uid) to an anonymous memfd and sends "run" with that descriptor.
+2. The supervisor forks a child with three new pipes (stdout, stderr, report
+   channel) and passes their read ends back.  It never reads the job (the child
+   does) nor any output (the parent does), so what a child inherits of the
+   supervisor's memory holds nothing of any other candidate.
+3. The child - the *harness*, trusted code until the candidate starts - takes
+   its own session (process group), reads the job, closes every descriptor it
+   does not need, compiles the tests, enters its own IPC and mount namespaces
+   with a fresh tmpfs working directory, sets its rlimits, drops to the uid,
+   installs the audit hook, writes a setup line ``S <protections>`` to the
+   report pipe, then runs the program once and every test in its own
+   ``try/except BaseException`` (so one failing or raising test hides
+   nothing), writes ``R <nonce> <status> <n> <outcome,...>`` and calls
+   ``os._exit``.
+4. The parent reads the three pipes until the child exits or its wall clock
+   (``timeout_s``, counted from step 1) runs out, SIGKILLs the child's process
+   group, then every process of the uid, and only then asks the supervisor to
+   reap the child (exit status, CPU time).  So every process a candidate
+   started is dead before its result exists and before the next candidate of
+   that worker is forked; a timeout costs its own candidate its limit and
+   nothing more.
+
 The parent takes a score only from one well-formed ``R`` line with the nonce;
 anything else on the report pipe (extra or partial lines, a second report) is
 ``status="tampered"``, score 0.  stdout/stderr are never parsed, so printing
 "all tests passed" or a fake ``R`` line does nothing, and leaving early
 (``sys.exit`` while loading is an ``error``; ``os._exit`` gives ``no_report``)
-scores 0.
+scores 0.  A supervisor that fails (dies, or stops answering for 30 s) is
+replaced: the candidate it was running gets ``sandbox_error``; a job it could
+not start (no candidate code ran) is retried once on the new supervisor.
+
+Cost here (2 shared cores, Linux 6.18): ~10 ms of CPU per trivial candidate
+(fork, namespaces, guards, the uid sweep), against ~90 ms for a fresh
+interpreter per candidate; a single ``run_tests`` pays the supervisor's
+start-up too (~0.1 s).
 
 Statuses: ``ok`` (all tests ran; score is the honest fraction), ``memory`` (as
 ok, but a MemoryError was seen), ``error`` (the program raised while loading;
@@ -48,36 +80,44 @@ capabilities) by ``tests/test_sandbox.py``; the OS-layer
 tests switch the Python guards off (``audit_hook=False``) so that the kernel
 alone is tested.  ``Result.protections`` lists what a run actually got.
 
-* ``uid:N`` - the candidate runs as a fresh random uid/gid (no passwd entry, no
-  supplementary groups; the kernel drops all capabilities on setuid).  It cannot
-  signal the parent or anyone else (EPERM), cannot write anything it does not
-  own, cannot setuid back, and ``RLIMIT_NPROC`` (ignored by the kernel for root)
-  bounds fork bombs.  Afterwards every process with that uid is found in
-  ``/proc`` and SIGKILLed through a pidfd: this reaches grandchildren that left
-  the process group with ``setsid`` (daemons).
+* ``uid:N`` - every candidate runs as its own fresh random uid/gid (no passwd
+  entry, no supplementary groups; the kernel drops all capabilities on setuid).
+  It cannot signal the parent, the supervisor, another candidate or anyone else
+  (EPERM), cannot write anything it does not own, cannot setuid back, and
+  ``RLIMIT_NPROC`` (ignored by the kernel for root) bounds fork bombs.
+  Afterwards every process with that uid is found in ``/proc`` and SIGKILLed
+  through a pidfd: this reaches grandchildren that left the process group with
+  ``setsid`` (daemons).
 * ``process_group`` - own session; the parent SIGKILLs the group and the child
-  before reaping it, so the group id cannot be reused in between.
+  before the supervisor reaps it, so the group id cannot be reused in between.
 * ``rlimits`` - RLIMIT_CPU (soft ``ceil(cpu_s)``, hard +1 s), RLIMIT_AS and
   RLIMIT_DATA (``memory_mb``), RLIMIT_FSIZE (``disk_mb``), RLIMIT_NOFILE 64,
   RLIMIT_NPROC 32 (threads count), RLIMIT_CORE 0; hard = soft, so they cannot
   be raised.  The parent enforces the wall clock (``timeout_s``) and reads at
   most ``max_output_bytes`` per stream through non-blocking pipes.
-* ``no_new_privs``; ``pdeathsig`` (the child is SIGKILLed if the parent thread
-  that started it exits).
-* ``netns`` - a new network namespace with only a downed loopback: nothing
-  outside, including servers of the parent on 127.0.0.1, is reachable.
-* ``mountns`` - a private mount namespace (nothing propagates back) in which:
-  ``hide`` - ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run``, ``/root``,
-  ``/home``, the checkout containing this package and ``hide_paths`` are
-  covered by empty tmpfs (the standard library is bind-mounted back at its own
-  path if it lived there); ``ro_root`` - the whole tree is made read-only
-  recursively (``mount_setattr``); ``tmpfs_workdir`` - the working directory
-  is a fresh size/inode-limited ``noexec`` tmpfs owned by the sandbox uid that
-  disappears with the namespace; ``hide_proc``/``hide_sys`` - ``/proc`` and
+* ``no_new_privs``; ``pdeathsig`` (the child is SIGKILLed if the supervisor
+  exits; the supervisor, if the parent thread that started it exits).
+* ``netns`` - the supervisor's network namespace, with only a downed loopback:
+  nothing outside, including servers of the parent on 127.0.0.1, is reachable.
+  A worker's candidates share it one after another, never at once, and no
+  socket outlives the processes that hold it, which are all killed in between.
+* ``mountns`` - the supervisor's private mount namespace (nothing propagates
+  back) in which: ``hide`` - ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run``,
+  ``/root``, ``/home``, the checkout containing this package and ``hide_paths``
+  are covered by empty tmpfs (the standard library is bind-mounted back at its
+  own path if it lived there); ``ro_root`` - the whole tree is made read-only
+  recursively (``mount_setattr``); ``hide_proc``/``hide_sys`` - ``/proc`` and
   ``/sys`` are empty, so the candidate cannot read its own memory
   (``/proc/self/mem``), see other processes or the parent's environment.
   Nothing writable is executable, so native code the candidate writes cannot be
   loaded.  Other directories (e.g. ``/work/shared`` here) stay readable.
+* ``tmpfs_workdir`` - each child then enters a mount namespace of its own, a
+  copy of the supervisor's, where the working directory is a fresh
+  size/inode-limited ``noexec`` tmpfs owned by its uid: empty at the start, and
+  gone with the candidate's last process.
+* ``ipcns`` - each child's own IPC namespace: no System V shared memory,
+  semaphore or message queue is shared with, or left behind for, another
+  candidate (such objects outlive their creator).
 * The interpreter runs with ``-I -S -B``: no PYTHON* variables, no user site,
   no site-packages, no current directory on ``sys.path``; the environment is
   exactly PATH, LANG, LC_ALL, HOME and TMPDIR (the last two = the workdir).
@@ -136,17 +176,21 @@ Every step is attempted separately and skipped if it fails; the run goes on and
 ``Result.protections`` says what was applied.
 
 * Parent not root: no uid drop (the candidate runs as the parent's user and, if
-  it gets past the audit hook, could signal the parent or touch its files), no
-  namespaces, no RLIMIT_NPROC (the kernel would count all the user's
-  processes), no uid sweep (only the process group is killed, so a native-code
-  attacker could leave a ``setsid`` daemon), and the workdir is a plain
-  directory (RLIMIT_FSIZE-limited) that is removed afterwards.  rlimits, the
+  it gets past the audit hook, could signal the parent, the supervisors or a
+  concurrent candidate, or touch their files), no namespaces, no RLIMIT_NPROC
+  (the kernel would count all the user's processes), no uid sweep (only the
+  process group is killed, so a native-code attacker could leave a ``setsid``
+  daemon), and the workdir is a plain directory (RLIMIT_FSIZE-limited) that the
+  parent empties before each candidate and removes afterwards.  rlimits, the
   process group, the wall clock, the output cap, the minimal environment and
   the Python-level guards still apply.
 * ``unshare``/``mount`` refused (e.g. Docker's default seccomp profile): no
   network/mount isolation; the audit hook is then the only network barrier and
   the only thing keeping writes out of world-writable directories; the uid
   still protects everything the parent owns.
+* A child's tmpfs cannot be mounted: its workdir is the supervisor's view of
+  the per-worker directory, which the parent empties before such a candidate
+  (read-only where the whole tree is).
 * ``mount_setattr`` missing (Linux < 5.12): only the hiding tmpfs mounts are
   read-only.  Standard library not world-readable at its own path: imports go
   through ``/proc/self/fd/N`` and ``/proc`` stays visible (the hook still
@@ -155,8 +199,12 @@ Every step is attempted separately and skipped if it fails; the run goes on and
   ``os.kill`` (a tiny pid-reuse window).
 
 Killed grandchildren are orphans that PID 1 reaps (here within ~2 s); until
-then they are zombie entries (dead: no memory, no CPU).  A run costs about
-0.08 s here (interpreter start-up, preloaded modules, namespaces).
+then they are zombie entries (dead: no memory, no CPU).
+
+What candidates share: a child is a fork of its supervisor, so it starts with
+the same preloaded modules, the same ``str`` hash seed and the same type
+snapshot (``random`` is reseeded in each child).  A worker's candidates share
+its (downed) network namespace and its read-only mount tree, one after another.
 """
 from __future__ import annotations
 
@@ -167,18 +215,24 @@ import secrets
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["Result", "run_tests", "score_program"]
+__all__ = ["Result", "run_many", "run_tests", "score_many", "score_program"]
 
 _REPORT_CAP = 1 << 20           # bytes accepted on the report channel
 _DEFAULT_HIDE = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/root", "/home")
+_START_TIMEOUT_S = 60.0         # supervisor start-up (interpreter, preloads, namespaces) on a loaded machine
+_REPLY_TIMEOUT_S = 30.0         # a fork or the reaping of a killed child; longer means the supervisor is broken
+_MAX_WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -200,9 +254,27 @@ class Result:
         return self.passed / self.total if self.total else 0.0
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What every candidate of a batch gets, already validated."""
+    timeout_s: float
+    cpu_s: int                  # whole seconds: RLIMIT_CPU's unit
+    memory_mb: int
+    max_output: int
+    disk_mb: int
+    hide_paths: tuple[str, ...]
+    audit: bool
+    check_types: bool
+
+
 def score_program(program: Any, tests: Any, **limits: Any) -> float:
     """Fraction of ``tests`` that pass; never raises."""
     return run_tests(program, tests, **limits).score
+
+
+def score_many(jobs: Any, **limits: Any) -> list[float]:
+    """``run_many``'s scores: one float per ``(program, tests)`` job, in order; never raises."""
+    return [r.score for r in run_many(jobs, **limits)]
 
 
 def run_tests(program: Any, tests: Any, *, timeout_s: float = 2.0, cpu_s: float = 2.0,
@@ -210,30 +282,64 @@ def run_tests(program: Any, tests: Any, *, timeout_s: float = 2.0, cpu_s: float 
               hide_paths: Sequence[str] = (), check_types: bool = True, audit_hook: bool = True) -> Result:
     """Run ``program`` then each test string (e.g. ``"assert f(1) == 2"``) in a sandbox.
 
-    ``timeout_s`` is wall clock (including ~0.1-0.2 s of interpreter start-up),
+    ``timeout_s`` is the candidate's wall clock (the supervisor's start-up is not counted),
     ``cpu_s`` CPU seconds (rounded up), ``memory_mb`` the address-space limit,
     ``disk_mb`` the largest file / the tmpfs workdir, ``hide_paths`` extra
     directories to hide.  ``audit_hook=False`` switches off the Python-level
     guards; it exists to test the OS layer alone and should not be used for
-    scoring.
+    scoring.  A batch of one: see ``run_many`` to score many programs at a lower cost each.
     """
-    start = time.monotonic()
+    return run_many([(program, tests)], workers=1, timeout_s=timeout_s, cpu_s=cpu_s, memory_mb=memory_mb,
+                    max_output_bytes=max_output_bytes, disk_mb=disk_mb, hide_paths=hide_paths,
+                    check_types=check_types, audit_hook=audit_hook)[0]
+
+
+def run_many(jobs: Any, *, workers: int | None = None, timeout_s: float = 2.0, cpu_s: float = 2.0,
+             memory_mb: int = 256, max_output_bytes: int = 16_384, disk_mb: int = 16,
+             hide_paths: Sequence[str] = (), check_types: bool = True, audit_hook: bool = True) -> list[Result]:
+    """``run_tests`` for each ``(program, tests)`` job; the results come back in the jobs' order.
+
+    Each candidate is run exactly as ``run_tests`` runs it, with the same limits and statuses,
+    but ``workers`` supervisor processes (default: one per available CPU) each set the sandbox
+    up once and fork a fresh child per candidate.  Never raises: a job that is not a pair, or
+    whose program is not a str, gives ``invalid_input``.
+    """
     try:
-        prog, test_list = _normalize(program, tests)
-        if prog is None:
-            return Result(0, len(test_list or ()), "invalid_input",
-                          stderr="program must be a str", seconds=time.monotonic() - start)
-        return _run(prog, test_list, timeout_s=_num(timeout_s, 2.0), cpu_s=_num(cpu_s, 2.0),
-                    memory_mb=int(_num(memory_mb, 256)), max_output=int(_num(max_output_bytes, 16_384)),
-                    disk_mb=int(_num(disk_mb, 16)), hide_paths=hide_paths, audit=bool(audit_hook),
-                    check_types=bool(check_types), start=start)
+        jobs = list(jobs)
+    except Exception:
+        return []
+    prepared = [_prepare(job) for job in jobs]
+    results: list[Result | None] = [early for _, _, early in prepared]
+    try:
+        limits = _Limits(timeout_s=_num(timeout_s, 2.0), cpu_s=max(1, math.ceil(_num(cpu_s, 2.0))),
+                         memory_mb=int(_num(memory_mb, 256)), max_output=int(_num(max_output_bytes, 16_384)),
+                         disk_mb=int(_num(disk_mb, 16)), hide_paths=_paths(hide_paths),
+                         audit=bool(audit_hook), check_types=bool(check_types))
+        pending = [(i, program, tests) for i, (program, tests, early) in enumerate(prepared) if early is None]
+        _run_pending(pending, limits, _worker_count(workers, len(pending)), results)
     except Exception as exc:  # never let a scorer call take the trainer down
-        total = len(tests) if isinstance(tests, (list, tuple)) else 0
-        return Result(0, total, "sandbox_error", stderr=f"{type(exc).__name__}: {exc}",
-                      seconds=time.monotonic() - start)
+        for i, (_, tests, _) in enumerate(prepared):
+            if results[i] is None:
+                results[i] = _failure(tests, exc, time.monotonic())
+    return results
 
 
 # --------------------------------------------------------------------------- inputs
+
+def _prepare(job: Any) -> tuple[str | None, list[str | None], Result | None]:
+    """-> (program, tests, None), or a final Result for a job that cannot run."""
+    try:
+        program, tests = job
+    except Exception:
+        return None, [], Result(0, 0, "invalid_input", stderr="a job must be a (program, tests) pair")
+    try:
+        program, tests = _normalize(program, tests)
+    except Exception as exc:          # e.g. tests given as an iterator that raises
+        return None, [], _failure([], exc, time.monotonic())
+    if program is None:
+        return None, tests, Result(0, len(tests), "invalid_input", stderr="program must be a str")
+    return program, tests, None
+
 
 def _normalize(program: Any, tests: Any) -> tuple[str | None, list[str | None]]:
     if isinstance(tests, str):
@@ -252,6 +358,28 @@ def _num(value: Any, default: float) -> float:
     except (TypeError, ValueError):
         return default
     return v if math.isfinite(v) and v > 0 else default
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    try:
+        return tuple(p for p in value if isinstance(p, str))
+    except TypeError:
+        return ()
+
+
+def _worker_count(workers: Any, jobs: int) -> int:
+    try:
+        wanted = int(workers) if workers is not None else len(os.sched_getaffinity(0))
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        wanted = 1
+    return max(1, min(wanted, jobs, _MAX_WORKERS))
+
+
+def _failure(tests: Sequence[Any], exc: BaseException, start: float) -> Result:
+    return Result(0, len(tests), "sandbox_error", stderr=f"{type(exc).__name__}: {exc}",
+                  seconds=time.monotonic() - start)
 
 
 # --------------------------------------------------------------------------- identity
@@ -285,23 +413,26 @@ def _pick_uid() -> int | None:
 
 
 def _live_pids_of_uid(uid: int) -> list[int]:
+    """Pids of the live (not zombie) processes whose real uid is ``uid``.  Runs once per candidate:
+    raw os.open/os.read, about twice as fast as file objects."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/status", "rb") as fh:
-                text = fh.read(4096)
+            fd = os.open(f"/proc/{name}/status", os.O_RDONLY)
+            try:
+                text = os.read(fd, 4096)
+            finally:
+                os.close(fd)
         except OSError:
             continue
-        state = uid_line = None
-        for line in text.split(b"\n"):
-            if line.startswith(b"State:"):
-                state = line.split()[1:2]
-            elif line.startswith(b"Uid:"):
-                uid_line = line.split()[1:]
-                break
-        if uid_line and int(uid_line[0]) == uid and state not in ([b"Z"], [b"X"]):
+        uid_at, state_at = text.find(b"\nUid:"), text.find(b"\nState:")
+        if uid_at < 0 or state_at < 0:
+            continue
+        real_uid = text[uid_at + 5:uid_at + 40].split()[0]
+        state = text[state_at + 7:state_at + 12].split()[0]
+        if int(real_uid) == uid and state not in (b"Z", b"X"):
             pids.append(int(name))
     return pids
 
@@ -352,68 +483,225 @@ def _hide_list(extra: Sequence[str]) -> list[str]:
     return sorted(set(out), key=len)
 
 
-# --------------------------------------------------------------------------- the run
 
-def _run(program: str, tests: list[str | None], *, timeout_s: float, cpu_s: float, memory_mb: int,
-         max_output: int, disk_mb: int, hide_paths: Sequence[str], audit: bool, check_types: bool,
-         start: float) -> Result:
-    uid = _pick_uid()
-    base = tempfile.mkdtemp(prefix="opdbench-sbx-")
-    proc = None
-    fds: list[int] = []
+# --------------------------------------------------------------------------- the batch
+
+def _run_pending(pending: list, limits: _Limits, workers: int, results: list) -> None:
+    """Share ``pending`` (index, program, tests) jobs among ``workers`` threads, one supervisor each."""
+    jobs = iter(pending)
+    lock = threading.Lock()
+    stop = threading.Event()          # e.g. KeyboardInterrupt in the caller: hand out no more jobs
+
+    def take():
+        with lock:
+            return None if stop.is_set() else next(jobs, None)
+
+    if workers == 1:
+        _drain(take, limits, results)
+        return
+    # Each thread starts and closes its own supervisor: its PR_SET_PDEATHSIG follows that thread.
+    with ThreadPoolExecutor(workers, thread_name_prefix="opdbench-sandbox") as pool:
+        futures = [pool.submit(_drain, take, limits, results) for _ in range(workers)]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()
+            raise
+
+
+def _drain(take, limits: _Limits, results: list) -> None:
+    """One worker: run jobs from ``take`` one at a time.  A supervisor that breaks is replaced, and
+    a job it could not even start is retried once on the new one: whatever broke it (e.g. the
+    candidate before) costs that job nothing."""
+    supervisor, cannot_start = None, None
     try:
-        os.chmod(base, 0o711)
-        work = os.path.join(base, "work")
-        os.mkdir(work, 0o700)
-        if uid is not None:
-            os.chown(work, uid, uid)
-        rfd, wfd = os.pipe()
-        fds += [rfd, wfd]
-        nonce = secrets.token_hex(16)
-        payload = {
-            "nonce": nonce, "program": program, "tests": tests, "report_fd": wfd, "work": work,
-            "uid": uid, "ppid": os.getpid(), "audit_hook": audit, "check_types": check_types,
-            "hide": _hide_list(hide_paths) if uid is not None else [],
-            "limits": {"cpu": max(1, math.ceil(cpu_s)), "as": memory_mb << 20, "fsize": disk_mb << 20,
-                       "disk_mb": disk_mb, "nofile": 64, "nproc": 32},
-        }
-        pfd = os.open(os.path.join(base, "payload.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(pfd, "w") as fh:
-            json.dump(payload, fh)
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": work, "TMPDIR": work}
-        exe = sys.executable or shutil.which("python3") or "python3"
-        proc = subprocess.Popen([exe, "-I", "-S", "-B", "-u", "-c", _HARNESS, base],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                pass_fds=(wfd,), env=env, cwd=base, start_new_session=True)
-        os.close(wfd)
-        fds.remove(wfd)
-        out, err, rep, timed_out, overflow = _collect(proc, rfd, start + timeout_s, max_output)
-        status_code, rusage = _reap(proc)
-        seconds = time.monotonic() - start
-        return _verdict(out, err, rep, nonce, len(tests), timed_out=timed_out, overflow=overflow,
-                        status_code=status_code, rusage=rusage, cpu_limit=max(1, math.ceil(cpu_s)),
-                        seconds=seconds, pid=proc.pid, uid=uid)
+        while (job := take()) is not None:
+            i, program, tests = job
+            start = time.monotonic()
+            for attempt in range(2):
+                if supervisor is None and cannot_start is None:
+                    try:
+                        supervisor = _Supervisor(limits)
+                    except Exception as exc:
+                        cannot_start = exc        # do not pay a failing start-up once per job
+                if supervisor is None:
+                    results[i] = _failure(tests, cannot_start, start)
+                    break
+                try:
+                    results[i] = supervisor.run(program, tests)
+                    break
+                except Exception as exc:
+                    supervisor.close()
+                    supervisor = None
+                    results[i] = _failure(tests, exc, start)
+                    if not isinstance(exc, _NotStarted):
+                        break                     # the candidate ran: no second chance
     finally:
-        if proc is not None:
-            if proc.returncode is None:
-                _reap(proc)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-            if uid is not None:
-                _kill_uid(uid)
-        for fd in fds:
+        if supervisor is not None:
+            supervisor.close()
+
+
+class _NotStarted(RuntimeError):
+    """The supervisor could not start the candidate (no candidate code ran): safe to retry."""
+
+
+class _Supervisor:
+    """The parent's side of one supervisor process: it forks a child per candidate on request;
+    the parent hands the child its job, reads its output, enforces the limits and kills it."""
+
+    def __init__(self, limits: _Limits):
+        self.limits = limits
+        self.privileged = _pick_uid() is not None      # root with spare uids: uid drop and namespaces
+        self.base = tempfile.mkdtemp(prefix="opdbench-sbx-")
+        self.work = os.path.join(self.base, "work")
+        self.log = os.path.join(self.base, "supervisor.log")
+        self.work_dirty = True     # whether the next candidate needs a freshly emptied self.work
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        lim = self.limits
+        os.chmod(self.base, 0o711)
+        os.mkdir(self.work, 0o700)
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            config = {
+                "control_fd": theirs.fileno(), "work": self.work, "privileged": self.privileged,
+                "audit_hook": lim.audit, "check_types": lim.check_types,
+                "hide": _hide_list(lim.hide_paths) if self.privileged else [],
+                "limits": {"cpu": lim.cpu_s, "as": lim.memory_mb << 20, "fsize": lim.disk_mb << 20,
+                           "disk_mb": lim.disk_mb, "nofile": 64, "nproc": 32},
+            }
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                   "HOME": self.work, "TMPDIR": self.work}
+            exe = sys.executable or shutil.which("python3") or "python3"
+            log_fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
+                self.proc = subprocess.Popen(
+                    [exe, "-I", "-S", "-B", "-u", "-c", _HARNESS, json.dumps(config)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
+                    pass_fds=(theirs.fileno(),), env=env, cwd=self.base, start_new_session=True)
+            finally:
+                os.close(log_fd)
+        self.sock.settimeout(_START_TIMEOUT_S)
+        reply = self._receive()
+        if reply != b"ready":
+            raise RuntimeError(f"sandbox supervisor did not start ({reply!r}): {self._log_tail()}")
+        self.sock.settimeout(_REPLY_TIMEOUT_S)
+
+    def run(self, program: str, tests: list[str | None]) -> Result:
+        """One candidate, start to finish: when this returns, every process it started is dead."""
+        lim = self.limits
+        start = time.monotonic()
+        uid = _pick_uid() if self.privileged else None
+        nonce = secrets.token_hex(16)
+        try:
+            if self.privileged and uid is None:
+                raise RuntimeError("no free uid for the sandbox")
+            if self.work_dirty:     # the last candidate had no private tmpfs: it may have left files
+                _fresh_dir(self.work, uid)
+            job = json.dumps({"nonce": nonce, "program": program, "tests": tests, "uid": uid}).encode()
+            pid, fds = self._fork(job)
+        except Exception as exc:
+            if uid is not None:
+                _kill_uid(uid)      # in case a child was forked but never handed over
+            raise _NotStarted(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            out, err, rep, timed_out, overflow = _collect(pid, fds, start + lim.timeout_s, lim.max_output)
+        finally:
+            _kill_group(pid)
+            for fd in fds:
                 os.close(fd)
-            except OSError:
-                pass
-        _remove_tree(base)
+            if uid is not None:
+                _kill_uid(uid)        # grandchildren that left the group (setsid daemons)
+            wait_status, cpu_used = self._reap(pid)
+        result = _verdict(out, err, rep, nonce, len(tests), timed_out=timed_out, overflow=overflow,
+                          wait_status=wait_status, cpu_used=cpu_used, cpu_limit=lim.cpu_s,
+                          seconds=time.monotonic() - start, pid=pid, uid=uid)
+        self.work_dirty = "tmpfs_workdir" not in result.protections
+        return result
+
+    def _fork(self, job: bytes) -> tuple[int, list[int]]:
+        """Ask for a child that reads ``job``; -> (its pid, [stdout, stderr, report] read ends)."""
+        job_fd = os.memfd_create("opdbench-job")       # the supervisor passes it on unread
+        try:
+            view = memoryview(job)
+            while view:
+                view = view[os.write(job_fd, view):]
+            os.lseek(job_fd, 0, os.SEEK_SET)
+            socket.send_fds(self.sock, [b"run"], [job_fd])
+        finally:
+            os.close(job_fd)
+        msg, fds, _, _ = socket.recv_fds(self.sock, 64, 3)
+        if len(fds) != 3 or not msg.isdigit():
+            for fd in fds:
+                os.close(fd)
+            raise RuntimeError(f"sandbox supervisor failed to fork ({msg!r}): {self._log_tail()}")
+        return int(msg), fds
+
+    def _reap(self, pid: int) -> tuple[int | None, float]:
+        """The supervisor reaps its (killed) child: -> (wait status, CPU seconds used)."""
+        self.sock.send(b"reap %d" % pid)
+        reply = self._receive().split()
+        if len(reply) != 2:
+            return None, 0.0            # already gone: e.g. the supervisor was killed
+        return int(reply[0]), float(reply[1])
+
+    def _receive(self) -> bytes:
+        reply = self.sock.recv(64)
+        if not reply:
+            raise RuntimeError(f"sandbox supervisor exited: {self._log_tail()}")
+        return reply
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.log, "rb") as fh:
+                return fh.read()[-2000:].decode("utf-8", "replace").strip() or "(no output)"
+        except OSError:
+            return "(no log)"
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()         # the supervisor sees EOF and exits; its children die with it
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        _remove_tree(self.base)
 
 
-def _collect(proc: subprocess.Popen, rfd: int, deadline: float, max_output: int):
+def _fresh_dir(path: str, uid: int | None) -> None:
+    """An empty working directory for the next candidate; it is what the candidate sees when
+    no private tmpfs could be mounted over it (e.g. when the parent is not root)."""
+    _remove_tree(path)
+    os.mkdir(path, 0o700)
+    if uid is not None:
+        os.chown(path, uid, uid)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child and its process group.  The child is not reaped yet, so neither its pid
+    nor its group id can have been reused."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _collect(pid: int, fds: list[int], deadline: float, max_output: int):
     """Read stdout/stderr/report until the child exits (plus a short drain) or the deadline."""
-    streams = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(), rfd: bytearray()}
-    caps = {proc.stdout.fileno(): max_output, proc.stderr.fileno(): max_output, rfd: _REPORT_CAP}
+    out_fd, err_fd, rep_fd = fds
+    streams = {out_fd: bytearray(), err_fd: bytearray(), rep_fd: bytearray()}
+    caps = {out_fd: max_output, err_fd: max_output, rep_fd: _REPORT_CAP}
     sel = selectors.DefaultSelector()
     for fd in streams:
         os.set_blocking(fd, False)
@@ -421,7 +709,7 @@ def _collect(proc: subprocess.Popen, rfd: int, deadline: float, max_output: int)
     pidfd = None
     if hasattr(os, "pidfd_open"):
         try:
-            pidfd = os.pidfd_open(proc.pid)
+            pidfd = os.pidfd_open(pid)
             sel.register(pidfd, selectors.EVENT_READ)
         except OSError:
             pidfd = None
@@ -457,14 +745,13 @@ def _collect(proc: subprocess.Popen, rfd: int, deadline: float, max_output: int)
                     overflow = True
             if overflow:
                 break
-            if exited_at is None and pidfd is None and _has_exited(proc.pid):
+            if exited_at is None and pidfd is None and _has_exited(pid):
                 exited_at = time.monotonic()
     finally:
         sel.close()
         if pidfd is not None:
             os.close(pidfd)
-    return (bytes(streams[proc.stdout.fileno()]), bytes(streams[proc.stderr.fileno()]),
-            bytes(streams[rfd]), timed_out, overflow)
+    return bytes(streams[out_fd]), bytes(streams[err_fd]), bytes(streams[rep_fd]), timed_out, overflow
 
 
 def _registered(sel: selectors.BaseSelector, fd: int) -> bool:
@@ -476,29 +763,17 @@ def _registered(sel: selectors.BaseSelector, fd: int) -> bool:
 
 
 def _has_exited(pid: int) -> bool:
-    try:  # WNOWAIT: look without reaping, so the pid (= process group id) stays reserved
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
+    """Without pidfds: the child (the supervisor's, not ours) is a zombie or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
         return True
 
 
-def _reap(proc: subprocess.Popen):
-    """Kill the child's process group and the child, then reap it; returns (wait status, rusage)."""
-    for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: os.kill(proc.pid, signal.SIGKILL)):
-        try:
-            kill()
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        _, status, rusage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return status, rusage
-    except ChildProcessError:
-        proc.returncode = proc.returncode if proc.returncode is not None else -9
-        return None, None
-
-
 def _remove_tree(path: str) -> None:
+    if not os.path.lexists(path):
+        return
     try:
         shutil.rmtree(path)
     except (OSError, RecursionError):
@@ -508,10 +783,11 @@ def _remove_tree(path: str) -> None:
 
 
 def _verdict(out: bytes, err: bytes, rep: bytes, nonce: str, total: int, *, timed_out: bool, overflow: bool,
-             status_code, rusage, cpu_limit: int, seconds: float, pid: int, uid: int | None) -> Result:
+             wait_status: int | None, cpu_used: float, cpu_limit: int, seconds: float, pid: int,
+             uid: int | None) -> Result:
     stdout = out.decode("utf-8", "replace")
     stderr = err.decode("utf-8", "replace")
-    rc = os.waitstatus_to_exitcode(status_code) if status_code is not None else None
+    rc = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else None
     protections, report, junk = _parse_report(rep, nonce, total)
     common = dict(stdout=stdout, stderr=stderr, seconds=seconds, returncode=rc,
                   protections=protections, pid=pid, uid=uid)
@@ -525,7 +801,6 @@ def _verdict(out: bytes, err: bytes, rep: bytes, nonce: str, total: int, *, time
         status, outcomes = report
         passed = sum(o == "pass" for o in outcomes) if status in ("ok", "memory") else 0
         return Result(passed, total, status, outcomes=outcomes, **common)
-    cpu_used = (rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
     if rc is not None and rc < 0:
         if -rc == signal.SIGXCPU or (-rc == signal.SIGKILL and cpu_used >= cpu_limit - 0.05):
             return Result(0, total, "timeout", **common)
@@ -557,26 +832,30 @@ def _parse_report(rep: bytes, nonce: str, total: int):
 
 
 # --------------------------------------------------------------------------- the harness
-# Runs as ``python -I -S -B -u -c _HARNESS <base>``.  Everything before "candidate code
-# starts" is trusted; after that, only local variables captured earlier are used, because the
-# candidate can rebind builtins, module attributes and sys.modules.
+# Runs as ``python -I -S -B -u -c _HARNESS <config json>``: the supervisor (trusted, never runs
+# candidate code) sets up once and forks a child per candidate.  In the child, everything
+# before "candidate code starts" is trusted; after that, only local variables captured earlier
+# are used, because the candidate can rebind builtins, module attributes and sys.modules.
 
 _HARNESS = r'''
 def _main():
-    import os, sys, json, builtins, resource, signal
     g = globals()
+    serve, run_candidate = g.pop("_serve"), g.pop("_run_candidate")
+    helpers = {name: g.pop(name) for name in ("_mounter", "_setup_namespaces", "_private_namespaces",
+                                              "_make_hook", "_make_guard")}
     g.pop("_main", None)
-    setup_namespaces, make_hook, make_guard = g.pop("_setup_namespaces"), g.pop("_make_hook"), g.pop("_make_guard")
     del g
-    base = sys.argv[1]
-    ppath = os.path.join(base, "payload.json")
-    with open(ppath, "rb") as fh:
-        cfg = json.loads(fh.read())
-    os.unlink(ppath)
-    nonce = cfg.pop("nonce")
-    program = cfg.pop("program")
-    tests = cfg.pop("tests")
-    rfd, work, uid, lim = cfg["report_fd"], cfg["work"], cfg["uid"], cfg["limits"]
+    child = serve(helpers)          # returns only in a freshly forked child, once per candidate
+    del serve                       # (the supervisor's frame and its locals are gone by now)
+    run_candidate(*child)
+
+
+def _serve(helpers):
+    """The supervisor: preload, set up the namespaces, then serve "run" (fork a child for the job
+    whose descriptor comes with the request) and "reap <pid>" until the parent hangs up."""
+    import os, sys, json, signal, socket
+    cfg = json.loads(sys.argv[1])
+    sock = socket.socket(fileno=cfg["control_fd"])
     prot = []
 
     # 1. Preload what programs and tests commonly import (fast later; and later imports are
@@ -589,17 +868,6 @@ def _main():
             __import__(name)
         except Exception:
             pass
-    test_codes = []
-    for i, src in enumerate(tests):   # tests are trusted: compile them before the candidate runs
-        if not isinstance(src, str):
-            test_codes.append("InvalidTest")
-            continue
-        try:
-            test_codes.append(compile(src, "<test %d>" % i, "exec", dont_inherit=True))
-        except Exception as e:
-            test_codes.append(type(e).__name__)
-        except BaseException:
-            test_codes.append("SyntaxError")
 
     # 2. Directory fds for sys.path, so imports keep working once we can no longer read the
     #    original paths (unprivileged uid, hidden /root): /proc/self/fd/N/<module>.py.
@@ -610,50 +878,19 @@ def _main():
         except OSError:
             pass
     lib_dirs = tuple(os.path.realpath(p) for p in alias)
-    wfd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
-    libc, direct = None, False
-    if uid is not None:
+
+    # 3. Namespaces shared by this supervisor's children (each child adds its own, see
+    #    _private_namespaces).
+    ctypes = libc = mount = None
+    direct = False
+    if cfg["privileged"]:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)        # PR_SET_PDEATHSIG: die with the parent's thread
+        mount = helpers["_mounter"](ctypes, libc)
         os.umask(0o022)
-        direct = setup_namespaces(ctypes, libc, cfg, work, alias, prot)
+        direct = helpers["_setup_namespaces"](libc, mount, cfg, alias, prot)
     os.umask(0o077)
-    try:
-        os.chdir(work)
-    except OSError:
-        os.fchdir(wfd)
-
-    # 3. Resource limits (hard == soft, so they cannot be raised again).
-    try:
-        for res, soft, hard in ((resource.RLIMIT_CPU, lim["cpu"], lim["cpu"] + 1),
-                                (resource.RLIMIT_AS, lim["as"], lim["as"]),
-                                (resource.RLIMIT_DATA, lim["as"], lim["as"]),
-                                (resource.RLIMIT_FSIZE, lim["fsize"], lim["fsize"]),
-                                (resource.RLIMIT_NOFILE, lim["nofile"], lim["nofile"]),
-                                (resource.RLIMIT_CORE, 0, 0)):
-            resource.setrlimit(res, (soft, hard))
-        if uid is not None:   # ignored for root, and per-user: only meaningful after the uid drop
-            resource.setrlimit(resource.RLIMIT_NPROC, (lim["nproc"], lim["nproc"]))
-        prot.append("rlimits")
-    except (OSError, ValueError):
-        pass
-
-    # 4. Drop privileges to the fresh uid; die with the parent.
-    if libc is not None:
-        if libc.prctl(38, 1, 0, 0, 0) == 0:          # PR_SET_NO_NEW_PRIVS
-            prot.append("no_new_privs")
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            prot.append("uid:%d" % uid)
-        except OSError:
-            pass
-        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:   # PR_SET_PDEATHSIG (reset by setuid)
-            prot.append("pdeathsig")
-        if os.getppid() != cfg["ppid"]:
-            os._exit(3)
-    prot.append("process_group")
 
     def remap(path):
         for orig, new in alias.items():
@@ -668,16 +905,140 @@ def _main():
                 pth[:] = [remap(x) for x in pth]
     sys.path[:] = [p for p in sys.path if p in alias or p.startswith("/proc/self/fd/")]
     sys.path_importer_cache.clear()
-    for fd_path in alias.values():
-        if direct:
+    if direct:
+        for fd_path in alias.values():
             os.close(int(fd_path.rsplit("/", 1)[1]))
-    os.close(wfd)
+    keep_fds = frozenset() if direct else frozenset(int(p.rsplit("/", 1)[1]) for p in alias.values())
+    guard = None
+    if cfg["check_types"]:    # every type that exists before any candidate runs; built once (~15 ms)
+        known, stack = {}, [object]
+        while stack:
+            t = stack.pop()
+            if id(t) not in known:
+                known[id(t)] = t
+                stack.extend(type.__subclasses__(t))
+        guard = helpers["_make_guard"](known)
+        del known, stack, t
+
+    # 4. Serve.  The supervisor never holds a job's content (the child reads it from the
+    #    descriptor) nor a child's output (the parent reads the pipes), so a child's copy of the
+    #    supervisor's memory holds nothing of any other candidate.
+    import gc
+    gc.freeze()      # children then never touch (copy) the supervisor's objects when they collect
+    sock.send(b"ready")
+    me = os.getpid()
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 64, 1)
+        except OSError:
+            break
+        if msg == b"run" and len(fds) == 1:
+            pipes = [os.pipe() for _ in range(3)]          # stdout, stderr, report
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                for r, _ in pipes:
+                    os.close(r)
+                return (cfg, helpers, prot, alias, lib_dirs, direct, keep_fds, guard, ctypes, libc, mount, me,
+                        fds[0], pipes[0][1], pipes[1][1], pipes[2][1])
+            os.close(fds[0])
+            for _, w in pipes:
+                os.close(w)
+            socket.send_fds(sock, [b"%d" % pid], [r for r, _ in pipes])
+            for r, _ in pipes:
+                os.close(r)
+        elif msg[:5] == b"reap " and not fds:
+            try:
+                _, status, ru = os.wait4(int(msg[5:]), 0)
+                sock.send(("%d %r" % (status, ru.ru_utime + ru.ru_stime)).encode())
+            except ChildProcessError:
+                sock.send(b"-")
+        else:                                              # EOF: the parent is done
+            for fd in fds:
+                os.close(fd)
+            break
+    os._exit(0)
+
+
+def _run_candidate(cfg, helpers, prot, alias, lib_dirs, direct, keep_fds, guard, ctypes, libc, mount,
+                   supervisor, job_fd, out_fd, err_fd, rfd):
+    """A forked child of the supervisor: read the job, isolate, drop privileges, run, report."""
+    import os, sys, json, builtins, resource, signal
+    prot = list(prot)
+    os.setsid()                                           # own session and process group
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    chunks = []
+    while True:
+        chunk = os.read(job_fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    job = json.loads(b"".join(chunks))
+    del chunks
+    nonce, program, tests, uid = job.pop("nonce"), job.pop("program"), job.pop("tests"), job.pop("uid")
+    del job
+    keep = sorted({0, 1, 2, rfd} | keep_fds)             # close everything else the supervisor had
+    for lo, hi in zip(keep, keep[1:] + [max(keep[-1] + 1, os.sysconf("SC_OPEN_MAX"))]):
+        os.closerange(lo + 1, hi)
+    work, lim = cfg["work"], cfg["limits"]
+    test_codes = []
+    for i, src in enumerate(tests):   # tests are trusted: compile them before the candidate runs
+        if not isinstance(src, str):
+            test_codes.append("InvalidTest")
+            continue
+        try:
+            test_codes.append(compile(src, "<test %d>" % i, "exec", dont_inherit=True))
+        except Exception as e:
+            test_codes.append(type(e).__name__)
+        except BaseException:
+            test_codes.append("SyntaxError")
+    if libc is not None:
+        helpers["_private_namespaces"](libc, mount, work, uid, lim["disk_mb"], prot)
+    os.chdir(work)
+
+    # Resource limits (hard == soft, so they cannot be raised again).
+    try:
+        for res, soft, hard in ((resource.RLIMIT_CPU, lim["cpu"], lim["cpu"] + 1),
+                                (resource.RLIMIT_AS, lim["as"], lim["as"]),
+                                (resource.RLIMIT_DATA, lim["as"], lim["as"]),
+                                (resource.RLIMIT_FSIZE, lim["fsize"], lim["fsize"]),
+                                (resource.RLIMIT_NOFILE, lim["nofile"], lim["nofile"]),
+                                (resource.RLIMIT_CORE, 0, 0)):
+            resource.setrlimit(res, (soft, hard))
+        if uid is not None:   # ignored for root, and per-user: only meaningful after the uid drop
+            resource.setrlimit(resource.RLIMIT_NPROC, (lim["nproc"], lim["nproc"]))
+        prot.append("rlimits")
+    except (OSError, ValueError):
+        pass
+
+    # Drop privileges to the fresh uid; die with the supervisor.
+    if libc is not None and uid is not None:
+        if libc.prctl(38, 1, 0, 0, 0) == 0:          # PR_SET_NO_NEW_PRIVS
+            prot.append("no_new_privs")
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            prot.append("uid:%d" % uid)
+        except OSError:
+            pass
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:   # PR_SET_PDEATHSIG (reset by setuid)
+            prot.append("pdeathsig")
+        if os.getppid() != supervisor:
+            os._exit(3)
+    prot.append("process_group")
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]
-    del libc
+    audit_on = cfg["audit_hook"]
+    del libc, ctypes, mount, cfg, alias, keep_fds
+    if "random" in sys.modules:          # forked children would otherwise share one random state
+        sys.modules["random"].seed()
+    make_hook = helpers["_make_hook"]
+    del helpers
 
-    # 5. Python-level guards.
-    if cfg["audit_hook"]:
+    # Python-level guards.
+    if audit_on:
         import _imp
         # No audit events exist for these; signal handlers would receive the harness's frame.
         for mod, names in ((os, ("memfd_create", "mkfifo", "mknod", "pidfd_open", "setpriority")),
@@ -700,7 +1061,7 @@ def _main():
         del hook, create_builtin
         prot.append("audit_hook")
 
-    # 6. Snapshots for scoring integrity, and captured callables.
+    # Snapshots for scoring integrity, and captured callables.
     _exec, _dict, _type, _str, _str_add, _write, _exit = exec, dict, type, str, str.__add__, os.write, os._exit
     _BaseException, _MemoryError = BaseException, MemoryError
     _type_name = type.__dict__["__name__"].__get__
@@ -715,16 +1076,6 @@ def _main():
     missing = object()
     _str_type = str
     _callable, _issubclass, _type_type = callable, issubclass, type
-    guard = None
-    if cfg["check_types"]:    # every type that exists before the candidate runs
-        known, stack = {}, [object]
-        while stack:
-            t = stack.pop()
-            if id(t) not in known:
-                known[id(t)] = t
-                stack.extend(type.__subclasses__(t))
-        guard = make_guard(known)
-        del known, stack, t
     n = len(test_codes)
     n_text = str(n)
 
@@ -736,7 +1087,7 @@ def _main():
             return "Exception"
 
     os.write(rfd, ("S " + ",".join(prot) + "\n").encode())
-    del cfg, json, tests
+    del json, tests
 
     # ---------------------------------------------------------------- candidate code starts
     status, outcomes, seen_memory = "ok", [], False
@@ -794,29 +1145,39 @@ def _main():
     _exit(0)
 
 
-def _setup_namespaces(ctypes, libc, cfg, work, alias, prot):
-    """Network + mount namespaces: hide directories (re-exposing the standard library where it was
-    under one), read-only root, tmpfs workdir, and no /proc or /sys when nothing needs them.
-    Returns True when the standard library is readable at its own paths for the sandbox uid."""
+def _mounter(ctypes, libc):
+    """mount(2) through libc: -> mount(src, target, fstype, flags, data), raising OSError."""
+    import os
+
     def mount(src, target, fstype, flags, data):
         enc = lambda s: None if s is None else s.encode()
         if libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), target)
-    import os
-    MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
-        1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
+    return mount
+
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
+
+
+def _setup_namespaces(libc, mount, cfg, alias, prot):
+    """The supervisor's network + mount namespaces: hide directories (re-exposing the standard
+    library where it was under one), read-only root, and no /proc or /sys when nothing needs
+    them.  Returns True when the standard library is readable at its own paths for a sandbox uid."""
+    import ctypes, os
+    work = cfg["work"]
     if libc.unshare(0x40000000) == 0:                 # CLONE_NEWNET
         prot.append("netns")
     if libc.unshare(0x00020000) != 0:                 # CLONE_NEWNS
-        return
+        return False
     try:
         mount(None, "/", None, MS_REC | MS_PRIVATE, None)   # never propagate to the host
     except OSError:
-        return
+        return False
     prot.append("mountns")
     # Bind sources must live in this namespace: descriptors opened before unshare() do not.
-    src = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in list(alias) + [work]}
+    src = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in alias}
     hidden = []
     for d in cfg["hide"]:
         if any(d == h or d.startswith(h + "/") for h in hidden):
@@ -827,7 +1188,7 @@ def _setup_namespaces(ctypes, libc, cfg, work, alias, prot):
             continue
         hidden.append(d)
         if work.startswith(d + "/"):
-            os.makedirs(work, exist_ok=True)
+            os.makedirs(work, exist_ok=True)          # where each child mounts its own tmpfs
     if hidden:
         prot.append("hide")
     for path in alias:                                 # e.g. a pyenv under the hidden /root
@@ -847,17 +1208,6 @@ def _setup_namespaces(ctypes, libc, cfg, work, alias, prot):
                 mount(None, d, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
             except OSError:
                 pass
-    uid, disk = cfg["uid"], cfg["limits"]["disk_mb"]
-    try:
-        mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "size=%dm,nr_inodes=4096,mode=700,uid=%d,gid=%d" % (disk, uid, uid))
-        prot.append("tmpfs_workdir")
-    except OSError:
-        try:   # fall back to the real (empty) directory, made writable again
-            mount("/proc/self/fd/%d" % src[work], work, None, MS_BIND, None)
-            mount(None, work, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-        except OSError:
-            pass
 
     def world_readable(path):
         parts = path.rstrip("/").split("/")
@@ -880,6 +1230,25 @@ def _setup_namespaces(ctypes, libc, cfg, work, alias, prot):
             except OSError:
                 pass
     return direct
+
+
+def _private_namespaces(libc, mount, work, uid, disk_mb, prot):
+    """A child's own namespaces, on top of the supervisor's: IPC (no System V object or message
+    queue shared with, or left behind for, another candidate) and mount, in which the working
+    directory is a fresh size/inode-limited noexec tmpfs owned by the candidate's uid; both
+    disappear with the candidate's last process."""
+    if libc.unshare(0x08000000) == 0:                 # CLONE_NEWIPC
+        prot.append("ipcns")
+    # Only on top of the supervisor's private mount namespace: a copy of the host's would
+    # propagate this mount back to the host.
+    if "mountns" not in prot or libc.unshare(0x00020000) != 0:     # CLONE_NEWNS
+        return
+    try:
+        mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "size=%dm,nr_inodes=4096,mode=700,uid=%d,gid=%d" % (disk_mb, uid, uid))
+        prot.append("tmpfs_workdir")
+    except OSError:
+        pass   # the workdir stays what the supervisor sees: read-only, or emptied by the parent
 
 
 def _make_guard(known):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from opdbench.sandbox import Result, run_tests, score_program
+from opdbench.sandbox import Result, run_many, run_tests, score_many, score_program
 
 ADD = "def add(a, b):\n    return a + b\n"
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
@@ -315,7 +315,7 @@ needs_root = pytest.mark.skipif(not IS_ROOT, reason="uid drop and namespaces nee
 def test_protections_applied_here():
     r, _ = run(ADD)
     prot = set(r.protections)
-    for p in ("netns", "mountns", "hide", "ro_root", "tmpfs_workdir", "rlimits", "no_new_privs",
+    for p in ("netns", "mountns", "hide", "ro_root", "tmpfs_workdir", "ipcns", "rlimits", "no_new_privs",
               "pdeathsig", "process_group", "audit_hook"):
         assert p in prot, r.protections
     assert f"uid:{r.uid}" in prot and r.uid not in (0, os.getuid())
@@ -407,3 +407,112 @@ def test_concurrent_calls_are_independent():
         results = list(pool.map(lambda p: run_tests(p, TESTS, timeout_s=1.0), progs))
     assert [(r.score, r.status) for r in results] == [
         (1.0, "ok"), (0.5, "ok"), (0.0, "timeout"), (0.0, "syntax_error")]
+
+
+# --------------------------------------------------------------------------- batches (run_many)
+
+HALF = "def add(a, b):\n    return 3\n"          # passes the first of TESTS only
+
+
+def test_empty_batch():
+    assert run_many([]) == [] and run_many(iter(())) == [] and score_many([]) == []
+
+
+def test_batch_preserves_order():
+    # add(a, b) = a + b + k passes exactly the tests below whose offset is k: a score per program
+    tests = [f"assert add(1, 1) == {2 + k}" for k in range(4)] + ["assert add(0, 0) >= 0"]
+    programs = [f"def add(a, b):\n    return a + b + {k}\n" for k in (3, 0, 2, 1, 2, 0, 3, 1)]
+    results = run_many([(p, tests) for p in programs], workers=2)
+    assert [r.outcomes.index("pass") for r in results] == [3, 0, 2, 1, 2, 0, 3, 1]
+    assert [r.score for r in results] == [0.4] * len(programs)
+    assert len({r.pid for r in results}) == len(programs)           # a fresh process each
+    assert score_many([(ADD, TESTS), (HALF, TESTS)], workers=1) == [1.0, 0.5]
+
+
+def test_batch_bad_jobs_never_raise():
+    jobs = [None, 42, (ADD,), (ADD, TESTS, "extra"), (None, TESTS), (b"def add(a, b): return a", TESTS),
+            (ADD, None), (ADD, [None, "assert add(1, 1) == 2"]), object(), (ADD, TESTS)]
+    results = run_many(jobs, workers=2, timeout_s="bogus", memory_mb=-5)
+    assert [r.status for r in results] == ["invalid_input"] * 6 + ["ok", "ok", "invalid_input", "ok"]
+    assert [r.score for r in results] == [0.0] * 6 + [0.0, 0.5, 0.0, 1.0]
+    assert run_many(None) == [] and run_many(42) == [] and score_many(42, workers="x") == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_hostile_candidates_in_a_batch_leave_benign_ones_alone(workers, sentinel):
+    """Every hostile kind, each between two benign candidates, in one batch: each hostile one is
+    contained and scores 0, each benign one scores exactly what it scores alone."""
+    timeout_s = 3.0
+    jobs, expect = [(ADD, TESTS)], [("benign", 1.0, {"ok"})]
+    for name, (program, statuses, _) in HOSTILE.items():
+        jobs += [(program, TESTS), (HALF, TESTS)]
+        expect += [(name, 0.0, statuses), ("benign", 0.5, {"ok"})]
+    t0 = time.monotonic()
+    results = run_many(jobs, workers=workers, timeout_s=timeout_s, cpu_s=1.0)
+    elapsed = time.monotonic() - t0
+    assert len(results) == len(jobs)
+    for (name, score, statuses), r in zip(expect, results):
+        assert (r.score, r.status in statuses) == (score, True), (name, r)
+        assert r.seconds < timeout_s + 1.0, (name, r)           # a candidate costs at most its limit
+        check_unharmed(r, sentinel, r.seconds, timeout_s)
+    # ... and the batch costs no more than its candidates (however the slow ones fell to the
+    # workers): nothing stalls it beyond their own limits
+    assert elapsed < sum(r.seconds for r in results) / workers + timeout_s + 3.0, elapsed
+    if IS_ROOT:
+        assert len({r.uid for r in results}) == len(results)    # a fresh uid for every candidate
+
+
+@pytest.mark.parametrize("privileged", [True, False])
+def test_each_candidate_gets_an_empty_workdir(monkeypatch, privileged):
+    import opdbench.sandbox as sandbox
+    if not privileged:
+        monkeypatch.setattr(sandbox, "_pick_uid", lambda: None)   # what a non-root parent gets
+    writer = "import os\nos.makedirs('d/e')\nopen('d/left.txt', 'w').write('x')\n" + ADD
+    reader = "import os\nprint(sorted(os.listdir('.')))\n" + ADD
+    results = run_many([(writer, TESTS), (reader, TESTS)] * 2, workers=1)
+    assert [(r.score, r.status) for r in results] == [(1.0, "ok")] * 4, results
+    assert [r.stdout for r in results[1::2]] == ["[]\n"] * 2
+
+
+def test_a_supervisor_that_died_is_replaced_and_the_job_retried(monkeypatch):
+    import opdbench.sandbox as sandbox
+    real_run, killed = sandbox._Supervisor.run, []
+
+    def run_on_a_dead_supervisor_once(self, program, tests):
+        if not killed:          # e.g. OOM-killed, or killed by a candidate in the non-root mode
+            self.proc.kill()
+            self.proc.wait()
+            killed.append(self.proc.pid)
+        return real_run(self, program, tests)
+    monkeypatch.setattr(sandbox._Supervisor, "run", run_on_a_dead_supervisor_once)
+    results = run_many([(ADD, TESTS), (HALF, TESTS)], workers=1)
+    assert killed and [(r.score, r.status) for r in results] == [(1.0, "ok"), (0.5, "ok")], results
+
+
+@needs_root
+def test_os_layer_leftovers_do_not_reach_the_next_candidate(sentinel):
+    """With the Python guards off: files, a System V shared-memory segment and a setsid daemon
+    left by one candidate are all gone before the next one (same supervisor) starts."""
+    key = 0x5EED0000 + secrets.randbelow(1 << 16)
+    leaver = (
+        "import ctypes, os, time\n"
+        "open('left.txt', 'w').write('x')\n"
+        f"print('SHM', ctypes.CDLL(None).shmget({key}, 4096, 0o1666), flush=True)\n"   # IPC_CREAT|0666
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        print('DAEMON', os.getpid(), flush=True)\n"
+        "        time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.2)\n" + ADD)
+    checks = ["import os\nassert os.listdir('.') == []",
+              f"import ctypes\nassert ctypes.CDLL(None).shmget({key}, 0, 0) == -1"]
+    results = run_many([(leaver, TESTS), (ADD, TESTS + checks)], workers=1, audit_hook=False, timeout_s=3.0)
+    left, nxt = results
+    assert (left.score, left.status) == (1.0, "ok"), left
+    assert int(left.stdout.split("SHM ")[1].split()[0]) >= 0, left.stdout   # the segment was made
+    assert not _live(int(left.stdout.split("DAEMON ")[1].split()[0]))
+    assert (nxt.score, nxt.status) == (1.0, "ok"), nxt
+    assert "ipcns" in nxt.protections and nxt.uid != left.uid
+    for r in results:
+        check_unharmed(r, sentinel, r.seconds, 3.0)
