@@ -28,7 +28,7 @@ def test_every_body_line_computes_what_its_spec_says():
             jobs.append((program_of(line.format(k=k) + "\nreturn xs"), [f"assert f({xs}) == {fn(xs, k)!r}"]))
     for _, line, fn in RESULTS:
         jobs.append((program_of(line), [f"assert f({xs}) == {fn(xs)!r}", f"assert f([]) == {fn([])!r}"]))
-    results = [sandbox.run_tests(program, tests) for program, tests in jobs]
+    results = sandbox.run_many(jobs)
     assert [r.status for r in results] == ["ok"] * len(jobs)
     assert all(r.score == 1.0 for r in results), [r.outcomes for r in results]
 
@@ -67,8 +67,8 @@ def test_score_many_runs_each_distinct_response_once(monkeypatch):
     task = CodeTask(**SMALL)
     ex = task.examples("eval")[2]
     calls = []
-    real = sandbox.score_program
-    monkeypatch.setattr(sandbox, "score_program", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = sandbox.score_many
+    monkeypatch.setattr(sandbox, "score_many", lambda jobs, **k: calls.extend(jobs) or real(jobs, **k))
     scores = task.score_many([ex] * 5, ["return 0", "return 0", ex.reference, "return (", "return 0"])
     assert len(calls) == 1  # the reference and the syntax error need no subprocess
     assert scores[0] == scores[1] == scores[4] and scores[2] == 1.0 and scores[3] == 0.0

@@ -123,8 +123,8 @@ class CodeTask(Task):
             else:
                 scores[key] = None
                 to_run.append(key)
-        for key in to_run:
-            scores[key] = sandbox.score_program(program_of(key[0]), list(key[1]), timeout_s=self.timeout_s)
+        ran = sandbox.score_many([(program_of(r), list(tests)) for r, tests in to_run], timeout_s=self.timeout_s)
+        scores.update(zip(to_run, ran))
         return [scores[key] for key in keys]
 
 
