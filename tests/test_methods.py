@@ -28,6 +28,22 @@ def test_every_method_trains_the_smoke_budget(tmp_path, method):
         assert all(r["tokens"] > 0 and r["grad_norm"] >= 0 for r in rows[1:])
 
 
+@pytest.mark.parametrize("task", ["code", "dialogue"])
+def test_k1_trains_on_every_tiny_task(tmp_path, task, monkeypatch):
+    from opdbench.tasks import TASKS
+
+    scored = []
+    cls = TASKS.get(task)
+    real = cls.score_many
+    monkeypatch.setattr(cls, "score_many", lambda self, exs, rs: scored.append(len(rs)) or real(self, exs, rs))
+    summary = trainer.train(load_config(["method=k1", f"task={task}", "budget=smoke", "progress=false",
+                                         f"results_dir={tmp_path}", "threads=1", "train.batch_prompts=16"]))
+    assert summary["steps"] == 3 and 0.0 <= summary["mean@8"] <= 1.0
+    # every eval scores all 8 x 8 samples; each step scores 64 responses, or the task's sample of them
+    limit = trainer.make_task(load_config([f"task={task}"]).task).train_score_max or 64
+    assert scored.count(64) >= 3 and scored.count(min(limit, 64)) >= 3
+
+
 def test_every_baseline_names_its_source():
     for name, path in baseline_files().items():
         text = path.read_text()
