@@ -1,18 +1,22 @@
 """Tiny-tier dialogue: an ordering assistant whose last reply depends on every earlier turn.
 
-    user:       i want 2 pizzas and 1 soda.
+    user:       i want pizza x2 and soda x1.
     assistant:  ok.
-    user:       add 3 cakes.
+    user:       add cake x3.
     assistant:  ok.
-    user:       make it 4 pizzas.
+    user:       make it pizza x4.
     assistant:  ok.
     user:       what is my order?
-    response:   4 pizzas, 1 soda, 3 cakes. total 8.
+    response:   pizza x4, soda x1, cake x3. total 8.
 
 The conversation goes through the tokenizer's chat template with its role tokens, so the model
 sees real multi-turn prompts. The scorer parses the reply into slots (one quantity per item, and
 the total) and gives partial credit: the share of the order's slots the reply gets right, where
 naming an item that is not in the order counts as one more slot missed.
+
+Items are written "pizza x2", never "2 pizzas": an item is then one token wherever it appears, so
+the reply copies it from the conversation. With plurals, the first zoo teacher (SFT on the
+three tasks) got quantities and totals right but the items wrong, mean@8 0.29.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from functools import lru_cache
 from .base import SPLITS, Example, Task, disjoint_splits
 
 ITEMS = ("pizza", "soda", "salad", "burger", "taco", "cake", "soup", "pie")
-_ITEM = re.compile(r"(\d+)\s+([a-z]+)")
+_ITEM = re.compile(r"([a-z]+)\s*x\s*(\d+)")
 _TOTAL = re.compile(r"total\s*:?\s*(\d+)")
 
 
 def _named(n: int, item: str) -> str:
-    return f"{n} {item}" + ("" if n == 1 else "s")
+    return f"{item} x{n}"
 
 
 def _listing(order: dict[str, int]) -> str:
@@ -52,7 +56,7 @@ def make_dialogue(rng: random.Random, min_changes: int, max_changes: int) -> Exa
         elif kind == "remove":
             item = rng.choice(list(order))
             del order[item]
-            turns.append(f"remove the {item}s.")
+            turns.append(f"remove the {item}.")
         else:
             item = rng.choice(list(order))
             order[item] = rng.choice([n for n in range(1, 6) if n != order[item]])
@@ -71,8 +75,8 @@ def parse_reply(reply: str) -> tuple[dict[str, int], int | None]:
     """Item quantities and the total a reply states (the last mention of an item wins)."""
     stated: dict[str, int] = {}
     body, _, _ = reply.partition("total")
-    for count, word in _ITEM.findall(body):
-        stated[word.removesuffix("s")] = int(count)
+    for item, count in _ITEM.findall(body):
+        stated[item] = int(count)
     total = _TOTAL.findall(reply)
     return stated, int(total[-1]) if total else None
 
