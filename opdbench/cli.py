@@ -120,6 +120,12 @@ def cmd_export(args) -> None:
 def cmd_zoo(args) -> None:
     from . import zoo
 
+    if args.action == "rescore":
+        from .zoo.build import rescore
+
+        rescore()
+        print(f"scores rewritten in {zoo.MANIFEST}")
+        return
     if args.action == "build":
         from .zoo.build import build
 
@@ -220,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="whose chat template renders the prompts (default: zoo:teacher, shared by the whole zoo)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("zoo", help="build or check the tiny model zoo")
-    p.add_argument("action", choices=["build", "check"])
+    p.add_argument("action", choices=["build", "check", "rescore"],
+                   help="build: train from scratch; check: verify checksums and print scores; "
+                        "rescore: recompute the manifest's scores after a task's eval settings change")
     p.add_argument("--jobs", type=int, default=2, help="build: models trained at once, one thread each (default 2)")
     p.set_defaults(func=cmd_zoo)
     p = sub.add_parser("methods", help="list the registered baselines")

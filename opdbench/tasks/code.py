@@ -87,7 +87,7 @@ class CodeTask(Task):
     name = "code"
 
     def __init__(self, seed: int = 4321, sizes: dict | None = None, min_steps: int = 1, max_steps: int = 2,
-                 num_examples: int = 1, num_tests: int = 5, max_new_tokens: int = 48,
+                 num_examples: int = 1, num_tests: int = 5, max_new_tokens: int = 64,
                  timeout_s: float = 2.0, train_score_max: int | None = 32):
         self.seed = seed
         self.sizes = dict(sizes or {"sft": 20000, "train": 4000, "eval": 500})

@@ -1,9 +1,9 @@
 """Tiny-tier dialogue: an ordering assistant whose last reply depends on every earlier turn.
 
     user:       i want pizza x2 and soda x1.
-    assistant:  ok.
+    assistant:  ok: pizza x2, soda x1.
     user:       add cake x3.
-    assistant:  ok.
+    assistant:  ok: pizza x2, soda x1, cake x3.
     user:       make it pizza x4.
     assistant:  ok.
     user:       what is my order?
@@ -14,9 +14,11 @@ sees real multi-turn prompts. The scorer parses the reply into slots (one quanti
 the total) and gives partial credit: the share of the order's slots the reply gets right, where
 naming an item that is not in the order counts as one more slot missed.
 
-Items are written "pizza x2", never "2 pizzas": an item is then one token wherever it appears, so
-the reply copies it from the conversation. With plurals, the first zoo teacher (SFT on the
-three tasks) got quantities and totals right but the items wrong, mean@8 0.29.
+The assistant confirms the order after every turn but the last change, as an ordering assistant
+would: the reply must apply that change to the last confirmation and add up the total. Items are
+written "pizza x2", never "2 pizzas", so an item is one token wherever it appears. (Measured with
+the zoo's teachers: with plurals and bare "ok." confirmations the largest teacher got quantities
+and totals right but bound the wrong items, mean@8 0.29; with "pizza x2" alone, 0.41.)
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def make_dialogue(rng: random.Random, min_changes: int, max_changes: int) -> Exa
     for item in first:
         order[item] = rng.randint(1, 5)
     turns = [f"i want {' and '.join(_named(order[i], i) for i in first)}."]
+    states = [dict(order)]  # the order after each user turn
     for _ in range(rng.randint(min_changes, max_changes)):
         absent = [i for i in ITEMS if i not in order]
         kind = rng.choice(["add", "change"] + (["remove"] if len(order) > 1 else []))
@@ -61,11 +64,14 @@ def make_dialogue(rng: random.Random, min_changes: int, max_changes: int) -> Exa
             item = rng.choice(list(order))
             order[item] = rng.choice([n for n in range(1, 6) if n != order[item]])
             turns.append(f"make it {_named(order[item], item)}.")
+        states.append(dict(order))
     turns.append("what is my order?")
+    states.append(dict(order))
     messages = []
     for i, text in enumerate(turns):
-        if i:
-            messages.append({"role": "assistant", "content": "ok."})
+        if i:  # the assistant confirms each turn's order, except the change the reply must apply
+            confirmed = i < len(turns) - 1
+            messages.append({"role": "assistant", "content": f"ok: {_listing(states[i - 1])}." if confirmed else "ok."})
         messages.append({"role": "user", "content": text})
     reply = f"{_listing(order)}. total {sum(order.values())}."
     return Example(prompt=tuple(messages), reference=reply, target={"order": dict(order), "total": sum(order.values())})

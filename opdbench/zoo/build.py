@@ -35,7 +35,7 @@ from ..conf import task_files
 from ..evaluate import evaluate
 from ..tasks import TASKS
 from ..tasks.real import REAL_TASKS
-from . import MANIFEST, ZOO_DIR, checksums
+from . import MANIFEST, ZOO_DIR, checksums, load_model, load_tokenizer
 from .sft import sft
 from .tokenizer import build_tokenizer
 
@@ -139,6 +139,38 @@ def _build(out, log, jobs: int) -> dict:
     return manifest
 
 
+def eval_scores(name, model, tokenizer, tasks, with_context: bool, log) -> dict:
+    """The manifest's scores of one model: mean@8 / best@8 on each task's eval prompts (and with
+    the reference shown as context, for a model trained to use it)."""
+    entry = {"eval": {}, **({"eval_with_context": {}} if with_context else {})}
+    for task in tasks:
+        entry["eval"][task.name], _ = evaluate(model, tokenizer, task)
+        line = f"  {name} {task.name}: eval mean@8 {entry['eval'][task.name]['mean@8']:.3f}"
+        if with_context:  # the eval prompts shown with their reference solution as context
+            entry["eval_with_context"][task.name], _ = evaluate(model, tokenizer, task, context=True)
+            line += f", with context {entry['eval_with_context'][task.name]['mean@8']:.3f}"
+        log(line)
+    return entry
+
+
+def rescore(out=ZOO_DIR, log=print) -> dict:
+    """Recompute the manifest's scores of the shipped weights with the current task configs (after
+    a change to how a task is evaluated, e.g. its `max_new_tokens`): what a rebuild would record,
+    without retraining. One thread, as in the build."""
+    manifest = json.loads((out / MANIFEST.name).read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tasks = load_tasks()
+        for name, entry in manifest["models"].items():
+            model, tokenizer = load_model(str(out / name)), load_tokenizer(str(out / name))
+            entry.update(eval_scores(name, model, tokenizer, tasks, "eval_with_context" in entry, log))
+    finally:
+        torch.set_num_threads(threads)
+    (out / MANIFEST.name).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
 def _train_and_score(name, spec: ModelSpec, tokenizer, tasks, sft_data, log) -> dict:
     """One model's SFT and eval scores, in a worker process on one thread: {model name: (weights,
     manifest entry)}, with the same run's weights at `base_step` as `<name>-base` when asked."""
@@ -146,15 +178,7 @@ def _train_and_score(name, spec: ModelSpec, tokenizer, tasks, sft_data, log) -> 
     model, started, base = llama(spec, tokenizer), time.perf_counter(), {}
 
     def scored(model_name, with_context=False):
-        entry = {"eval": {}, **({"eval_with_context": {}} if with_context else {})}
-        for task in tasks:
-            entry["eval"][task.name], _ = evaluate(model, tokenizer, task)
-            line = f"  {model_name} {task.name}: eval mean@8 {entry['eval'][task.name]['mean@8']:.3f}"
-            if with_context:  # the eval prompts shown with their reference solution as context
-                entry["eval_with_context"][task.name], _ = evaluate(model, tokenizer, task, context=True)
-                line += f", with context {entry['eval_with_context'][task.name]['mean@8']:.3f}"
-            log(line)
-        return entry
+        return eval_scores(model_name, model, tokenizer, tasks, with_context, log)
 
     def on_step(step, loss):
         if step % 250 == 0:
