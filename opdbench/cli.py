@@ -77,6 +77,7 @@ def cmd_eval(args) -> None:
     from .conf import load_config
     from .evaluate import evaluate
     from .tasks import make_task
+    from .trainer import check_encodable
     from .zoo import load_model, load_tokenizer
 
     model_spec, overrides = "zoo:teacher", []
@@ -88,6 +89,8 @@ def cmd_eval(args) -> None:
     cfg = load_config(overrides)
     e = cfg.eval
     task = make_task(cfg.task)
+    tokenizer = load_tokenizer(model_spec)
+    check_encodable(tokenizer, task, model_spec)
     started = time.perf_counter()
     if args.harness == "lm-eval":
         import datasets
@@ -98,7 +101,7 @@ def cmd_eval(args) -> None:
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
         scores, _ = run_lm_eval(cfg, model_spec)
     else:
-        scores, _ = evaluate(load_model(model_spec), load_tokenizer(model_spec), task, num_prompts=e.num_prompts,
+        scores, _ = evaluate(load_model(model_spec), tokenizer, task, num_prompts=e.num_prompts,
                              n=e.n, k=e.k, temperature=e.temperature, top_p=e.top_p, seed=e.seed,
                              batch_size=e.batch_size, progress=True)
     print(f"{model_spec} on {task.name} via {args.harness} ({e.num_prompts} prompts × {e.n} samples, "

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import provenance, results
-from .chat import decode_responses, encode_prompt, prefixed, rendering_difference
+from .chat import decode_responses, encode_prompt, encode_response, prefixed, rendering_difference
 from .errors import OpdbenchError
 from .evaluate import evaluate
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
@@ -124,6 +124,7 @@ def prepare(cfg: DictConfig) -> Run:
     teacher_specs = list(m.teachers or cfg.models.teachers)
     student_spec = teacher_specs[-1] if m.kind == "evaluate_teacher" else cfg.models.student
     tokenizer = load_tokenizer(student_spec)
+    check_encodable(tokenizer, task, student_spec)
     for spec in teacher_specs:
         teacher_tokenizer = load_tokenizer(spec)
         if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -145,6 +146,19 @@ def prepare(cfg: DictConfig) -> Run:
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
     cell = results.cell_dir(cfg.results_dir, cfg.suite, m.name, cfg.task.name, cfg.seed)
     return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell)
+
+
+def check_encodable(tokenizer, task: Task, spec: str, probe: int = 20) -> None:
+    """A tokenizer that cannot spell a task's text would train and score on <unk>: refuse. (The
+    shipped tiny zoo's word-level tokenizer covers the tasks it was built on: ZOO_TASKS.)"""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return
+    for ex in task.examples("eval")[:probe]:
+        if unk in encode_prompt(tokenizer, ex.prompt) + encode_response(tokenizer, ex.reference):
+            raise OpdbenchError(f"the tokenizer of {spec!r} cannot encode task {task.name!r} (unknown tokens in its "
+                                "text); the tiny zoo is built on math only so far: use models whose tokenizer "
+                                "covers the task")
 
 
 def check_chat_template(cfg: DictConfig, teacher_spec: str, teacher_tokenizer, student_spec: str, tokenizer) -> None:

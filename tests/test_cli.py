@@ -18,6 +18,7 @@ from opdbench.cli import main
     (["eval.k=9"], "eval.k must be between 1 and eval.n"),
     (["models.student=/no/such/checkpoint"], "not found"),
     (["models.student=zoo:no_such_model"], "zoo model 'zoo:no_such_model' not found"),
+    (["task=dialogue"], "the tokenizer of 'zoo:student' cannot encode task 'dialogue'"),
 ])
 def test_user_errors_are_one_line_and_leave_nothing(tmp_path, capsys, args, message):
     code = main(["train", f"results_dir={tmp_path / 'runs'}", "budget=smoke", *args])

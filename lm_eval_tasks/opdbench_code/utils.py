@@ -4,7 +4,7 @@ from pathlib import Path
 
 from opdbench import lm_eval_export
 
-TASK = {'name': 'code', 'params': {'seed': 4321, 'sizes': {'sft': 4000, 'train': 4000, 'eval': 500}, 'min_steps': 2, 'max_steps': 3, 'num_examples': 1, 'num_tests': 5, 'max_new_tokens': 48}}
+TASK = {'name': 'code', 'params': {'seed': 4321, 'sizes': {'sft': 4000, 'train': 4000, 'eval': 500}, 'min_steps': 2, 'max_steps': 3, 'num_examples': 1, 'num_tests': 5, 'max_new_tokens': 64}}
 K = 8
 
 
