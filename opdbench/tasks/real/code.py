@@ -1,13 +1,13 @@
 """Real-tier code: MBPP and HumanEval. The program is taken from the response (its last ```python
 block, else its last fenced block, else the whole response), run with the dataset's hidden tests
-in opdbench's sandbox (`opdbench.sandbox.run_tests`), and scored by the fraction of tests passed.
+in opdbench's sandbox (`opdbench.sandbox.run_many`), and scored by the fraction of tests passed.
 """
 
 from __future__ import annotations
 
 import re
 
-from ...sandbox import run_tests
+from ...sandbox import run_many
 from ..base import Example
 from .data import HubTask, Source
 
@@ -36,14 +36,19 @@ class SandboxedCodeTask(HubTask):
         return code
 
     def score(self, example: Example, response: str) -> float:
-        if not isinstance(response, str):
-            return 0.0
-        try:
-            program = self.program(example, extract_program(response))
-        except Exception:  # the scorer contract: malformed output scores 0, never raises
-            return 0.0
-        return run_tests(program, list(example.target["tests"]), timeout_s=self.timeout_s,
-                         cpu_s=self.timeout_s).score
+        return self.score_many([example], [response])[0]
+
+    def score_many(self, examples: list[Example], responses: list[str]) -> list[float]:
+        """One sandbox batch (`run_many`: a fork per candidate, not a fresh sandbox each)."""
+        jobs = []
+        for example, response in zip(examples, responses):
+            try:
+                program = self.program(example, extract_program(response)) if isinstance(response, str) else None
+            except Exception:  # the scorer contract: malformed output scores 0, never raises
+                program = None
+            jobs.append((program, list(example.target["tests"])))
+        # a non-str program is `invalid_input` in the sandbox: score 0 without running anything
+        return [r.score for r in run_many(jobs, timeout_s=self.timeout_s, cpu_s=self.timeout_s)]
 
 
 class MBPPTask(SandboxedCodeTask):
