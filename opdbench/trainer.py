@@ -150,15 +150,14 @@ def prepare(cfg: DictConfig) -> Run:
 
 def check_encodable(tokenizer, task: Task, spec: str, probe: int = 20) -> None:
     """A tokenizer that cannot spell a task's text would train and score on <unk>: refuse. (The
-    shipped tiny zoo's word-level tokenizer covers the tasks it was built on: ZOO_TASKS.)"""
+    zoo's word-level tokenizer covers the tasks it was built on, zoo.build.ZOO_TASKS, and no other.)"""
     unk = tokenizer.unk_token_id
     if unk is None:
         return
     for ex in task.examples("eval")[:probe]:
         if unk in encode_prompt(tokenizer, ex.prompt) + encode_response(tokenizer, ex.reference):
             raise OpdbenchError(f"the tokenizer of {spec!r} cannot encode task {task.name!r} (unknown tokens in its "
-                                "text); the tiny zoo is built on math only so far: use models whose tokenizer "
-                                "covers the task")
+                                "text): use models whose tokenizer covers the task")
 
 
 def check_chat_template(cfg: DictConfig, teacher_spec: str, teacher_tokenizer, student_spec: str, tokenizer) -> None:

@@ -2,7 +2,7 @@ from transformers import AutoTokenizer
 
 from opdbench.chat import encode_prompt, encode_response
 from opdbench.zoo import load_tokenizer, list_models
-from opdbench.zoo.tokenizer import MAX_VOCAB, SPECIAL_TOKENS
+from opdbench.zoo.tokenizer import MAX_VOCAB, SPECIAL_TOKENS, build_tokenizer
 
 
 def test_token_ids_round_trip_through_save_and_auto_tokenizer(tmp_path, tokenizer, math_task):
@@ -26,9 +26,17 @@ def test_vocabulary_is_small_with_special_and_role_tokens(tokenizer):
     assert tokenizer.unk_token_id not in tokenizer("ann has 12 pens. how many pens now?")["input_ids"]
 
 
-def test_digits_are_single_tokens(tokenizer):
-    ids = tokenizer("12+7=19.", add_special_tokens=False)["input_ids"]
-    assert tokenizer.convert_ids_to_tokens(ids)[1:3] == ["1", "2"]
+def test_digits_and_punctuation_are_single_tokens_with_their_space(tokenizer):
+    ids = tokenizer("12+7=19. answer: 19", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["▁1", "2", "+", "7", "=", "1", "9", ".", "▁answer", ":", "▁1", "9"]
+
+
+def test_code_round_trips_with_line_breaks():
+    body = "xs = [v for v in xs if v > 4]\nreturn len(xs)"
+    tok = build_tokenizer([body])
+    ids = tok(body, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and "\n" in tok.convert_ids_to_tokens(ids)
+    assert tok.decode(ids) == body
 
 
 def test_prompt_and_response_encoding(tokenizer):

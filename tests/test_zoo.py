@@ -9,10 +9,17 @@ from opdbench.evaluate import evaluate
 from opdbench.zoo.build import SPECS, load_tasks
 
 TEACHERS = ["teacher-xs", "teacher-s", "teacher-m", "teacher"]  # smallest to largest
+TASKS = [t.name for t in load_tasks()]
 
 
-def mean8(entry, key="eval"):
-    return entry[key]["math"]["mean@8"]
+def mean8(entry, task, key="eval"):
+    return entry[key][task]["mean@8"]
+
+
+def test_the_zoo_covers_every_tiny_task():
+    assert TASKS == ["math", "code", "dialogue"]
+    for entry in zoo.manifest()["models"].values():
+        assert set(entry["eval"]) == set(TASKS)
 
 
 def test_checksums_match_the_manifest():
@@ -36,27 +43,42 @@ def test_zoo_is_small():
     assert size < 25 * 2**20
 
 
-def test_calibration_targets():
+def test_teachers_grow_in_size():
+    params = [zoo.manifest()["models"][n]["params"] for n in TEACHERS]
+    assert params == sorted(set(params))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_calibration_targets(task):
+    """Issue 4's targets, on every task: the largest teacher >= 0.7, the student base in
+    [0.02, 0.3], teacher-base below the teacher (room for reward correction)."""
     models = zoo.manifest()["models"]
-    params = [models[n]["params"] for n in TEACHERS]
-    scores = [mean8(models[n]) for n in TEACHERS]
-    assert params == sorted(set(params)), "teachers must grow in size"
-    assert all(a < b for a, b in zip(scores, scores[1:])), f"teacher mean@8 not increasing with size: {scores}"
-    assert scores[0] <= 0.8 and scores[-1] >= 0.9
-    assert mean8(models["teacher-base"]) < mean8(models["teacher"])
-    student = models["student"]
-    assert 0.02 <= mean8(student) <= 0.3
-    # The OPSD self-teacher (the student shown the reference as context) is far better than the student.
-    assert mean8(student, "eval_with_context") >= 0.5
-    assert mean8(student, "eval_with_context") >= mean8(student) + 0.3
+    assert mean8(models["teacher"], task) >= 0.7
+    assert mean8(models["teacher-base"], task) < mean8(models["teacher"], task)
+    assert 0.02 <= mean8(models["student"], task) <= 0.3
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_teachers_are_monotone_in_size(task):
+    scores = [mean8(zoo.manifest()["models"][n], task) for n in TEACHERS]
+    assert all(a <= b for a, b in zip(scores, scores[1:])), f"teacher mean@8 not monotone in size: {scores}"
+
+
+def test_the_student_shown_the_reference_is_a_strong_self_teacher_on_math():
+    """OPSD's self-teacher: the student with the reference as context. It learned to use the
+    context on math (the scratchpad is copied), not on code or dialogue at this SFT stage."""
+    student = zoo.manifest()["models"]["student"]
+    assert mean8(student, "math", "eval_with_context") >= 0.5
+    assert mean8(student, "math", "eval_with_context") >= mean8(student, "math") + 0.3
 
 
 @pytest.mark.parametrize("context", [False, True], ids=["no-context", "with-context"])
-def test_student_recorded_scores_reproduce(context):
-    task = load_tasks()[0]
+@pytest.mark.parametrize("task", TASKS)
+def test_student_recorded_scores_reproduce(task, context):
+    task = next(t for t in load_tasks() if t.name == task)
     scores, _ = evaluate(zoo.load_model("zoo:student"), zoo.load_tokenizer("zoo:student"), task, context=context)
     entry = zoo.manifest()["models"]["student"]
-    assert scores == pytest.approx(entry["eval_with_context" if context else "eval"]["math"], abs=1e-9)
+    assert scores == pytest.approx(entry["eval_with_context" if context else "eval"][task.name], abs=1e-9)
 
 
 def test_sft_batch_can_show_the_reference_as_context(tokenizer, math_task):
@@ -73,3 +95,4 @@ def test_sft_batch_can_show_the_reference_as_context(tokenizer, math_task):
         assert (labels[row, :len(prompt)] == -100).all()  # context and prompt are never targets
         assert labels[row, len(prompt):len(seq)].tolist() == seq[len(prompt):]
     assert tokenizer.convert_tokens_to_ids("<|context|>") in with_ctx
+

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from opdbench import lm_eval_export
 
-TASK = {'name': 'dialogue', 'params': {'seed': 2468, 'sizes': {'sft': 8000, 'train': 4000, 'eval': 500}, 'min_changes': 1, 'max_changes': 3, 'max_new_tokens': 40}}
+TASK = {'name': 'dialogue', 'params': {'seed': 2468, 'sizes': {'sft': 16000, 'train': 4000, 'eval': 500}, 'min_changes': 1, 'max_changes': 3, 'max_new_tokens': 40}}
 K = 8
 
 

@@ -1,15 +1,15 @@
 """`opdbench zoo build`: make the tiny model zoo from scratch, deterministically, on CPU.
 
-Every model shares one tokenizer and the Llama architecture with 4 layers (DESIGN.md, "Calibrating
-the tiny tier": fewer layers cannot learn the math task).
+Every model shares one tokenizer and the Llama architecture, with 4 layers or more (DESIGN.md,
+"Calibrating the tiny tier": fewer layers cannot learn the math task).
 
-- `teacher-xs`, `teacher-s`, `teacher-m`, `teacher`: teachers of growing width and MLP size, same
-  SFT recipe and steps (for ensembles and teacher-size sweeps); the smaller ones plateau lower.
+- `teacher-xs`, `teacher-s`, `teacher-m`, `teacher`: teachers of growing size, same SFT recipe and
+  steps (for ensembles and teacher-size sweeps); the smaller ones plateau lower.
 - `teacher-base`: the `teacher` run's weights at SFT step `base_step`, saved during that same run
   (no extra training): the teacher before its final stage, pi_ref for reward correction (ExOPD).
-- `student`: the teacher's recipe with another seed, stopped early, as soon as its mean@8 on a
-  slice of the *training* prompts (never the eval set) reaches `student_target`, so OPD has room
-  to show something. A share (`context_fraction`) of its SFT examples show the reference solution
+- `student`: the teachers' recipe with another seed and its own task mixture (`sft_examples`),
+  stopped early, as soon as its mean@8 on a slice of the *training* prompts (never the eval set)
+  reaches `student_target` on every task, so OPD has room to show something. A share (`context_fraction`) of its SFT examples show the reference solution
   as privileged context, so that the frozen initial student, shown the reference, is a strong
   teacher for self-distillation (OPSD); the manifest records its score with context too.
 
@@ -50,24 +50,36 @@ class ModelSpec:
     lr: float = 3e-3
     batch_size: int = 64
     student_target: float | None = None  # stop once every task's calibration mean@8 reaches this
+    calibrate_from: int = 0  # first SFT step at which the calibration is measured
+    # How many of each task's SFT examples (the first N) this model trains on; default all. Tasks
+    # are learned at different speeds, so the student's mixture puts each near its transition at
+    # the same step.
+    sft_examples: dict[str, int] | None = None
     context_fraction: float = 0.0  # share of SFT examples shown with their reference as context
     base_step: int | None = None  # also ship the weights at this SFT step, as "<name>-base"
 
 
-# Teachers, smallest to largest. Same steps for all: with 4 layers, width decides where the SFT
-# plateau lies (measured, 1500 steps: width 24 → mean@8 0.13, 32 → 0.42, 40 → 0.71-0.79,
-# 48 → 0.91 with MLP 96, 1.0 with MLP 192).
+# Teachers, smallest to largest, all trained on every task's whole SFT split (tasks/*/task.yaml
+# sizes: math 20,000, dialogue 16,000, code 4,000). Same steps for all: size decides where the SFT
+# plateau lies (measured on math alone, 1,500 steps, 4 layers: width 24 → mean@8 0.13, 32 → 0.42,
+# 40 → 0.71-0.79, 48 → 0.91 with MLP 96, 1.0 with MLP 192). Dialogue is the hardest task: with 4
+# layers, widths 48 and 64 both stop at mean@8 0.81 (a change to an earlier item, or a removal,
+# is applied to the wrong item), so the largest teacher has 6 layers.
+#
+# The student has its own mixture: tasks are learned at different speeds, each with a sharp
+# transition (code after ~4,000 examples, math ~40,000, dialogue ~26,000), and OPD lifts a student
+# caught early in a transition far more than one before it (NOTES.md, "The multi-task zoo").
 SPECS = {
-    "teacher-xs": ModelSpec(seed=5, steps=1500, hidden=32, intermediate=128),
-    "teacher-s": ModelSpec(seed=3, steps=1500, hidden=40, intermediate=96),
-    "teacher-m": ModelSpec(seed=3, steps=1500, hidden=48, intermediate=96),
-    "teacher": ModelSpec(seed=1, steps=1500, base_step=750),
-    "student": ModelSpec(seed=2, steps=2500, student_target=0.10, context_fraction=0.5),
+    "teacher-xs": ModelSpec(seed=5, steps=2500, hidden=32, intermediate=128),
+    "teacher-s": ModelSpec(seed=3, steps=2500, hidden=40, intermediate=96),
+    "teacher-m": ModelSpec(seed=3, steps=2500, hidden=48, intermediate=96),
+    "teacher": ModelSpec(seed=1, steps=2500, hidden=64, layers=6, intermediate=256, base_step=1250),
+    "student": ModelSpec(seed=2, steps=2500, student_target=0.08, calibrate_from=500, context_fraction=0.5,
+                         sft_examples={"math": 20000, "code": 2000, "dialogue": 4000}),
 }
-# The tasks the zoo is trained and calibrated on. A multi-task zoo (math, code, dialogue) is built
-# on branch `zoo-multitask`, but k1 does not lift its math student yet (NOTES.md, "Three domains").
-ZOO_TASKS = ("math",)
-CALIBRATION_EVERY = 50
+# The tasks the zoo is trained and calibrated on.
+ZOO_TASKS = ("math", "code", "dialogue")
+CALIBRATION_EVERY = 25
 CALIBRATION_PROMPTS = 100  # of the *training* prompts, never the eval set
 
 
@@ -105,7 +117,7 @@ def _build(out, log, jobs: int) -> dict:
     texts = [t for task in tasks for split in ("sft", "train", "eval") for ex in task.examples(split)
              for t in [m["content"] for m in messages_of(ex.prompt)] + [ex.reference]]
     tokenizer = build_tokenizer(texts)
-    sft_data = [ex for task in tasks for ex in task.examples("sft")]
+    sft_data = {task.name: task.examples("sft") for task in tasks}
 
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -179,7 +191,7 @@ def _train_and_score(name, spec: ModelSpec, tokenizer, tasks, sft_data, log) -> 
             log(f"  {name} step {step}/{spec.steps} loss {loss:.3f}")
         if step == spec.base_step:
             base.update((k, v.detach().clone()) for k, v in model.state_dict().items())
-        if spec.student_target is None or step % CALIBRATION_EVERY:
+        if spec.student_target is None or step < spec.calibrate_from or step % CALIBRATION_EVERY:
             return False
         scores = {t.name: evaluate(model, tokenizer, t, split="train", num_prompts=CALIBRATION_PROMPTS)[0]["mean@8"]
                   for t in tasks}
@@ -188,7 +200,9 @@ def _train_and_score(name, spec: ModelSpec, tokenizer, tasks, sft_data, log) -> 
         return min(scores.values()) >= spec.student_target
 
     log(f"training {name} ({sum(p.numel() for p in model.parameters())} params)")
-    sft(model, tokenizer, sft_data, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
+    counts = spec.sft_examples or {}
+    data = [ex for task, examples in sft_data.items() for ex in examples[:counts.get(task)]]
+    sft(model, tokenizer, data, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
         seed=spec.seed, context_fraction=spec.context_fraction, on_step=on_step)
     log(f"  {name}: trained in {time.perf_counter() - started:.0f} s")
     out = {name: ({k: v.clone() for k, v in model.state_dict().items()},

@@ -1,14 +1,14 @@
 """The zoo's one small tokenizer, shared by every tiny model.
 
-Word-level over the task corpora, with digits split one per token (so arithmetic is learnable) and
-a Metaspace pre-tokenizer (so decoding restores spaces exactly). Saved as a plain `tokenizer.json`
-that `AutoTokenizer` loads as a fast tokenizer; the models are Llama, never Qwen2, because
+Word-level over the task corpora, with digits split one per token (so arithmetic is learnable), line
+breaks as tokens of their own (code), and a Metaspace pre-tokenizer (so decoding restores spaces
+exactly). Saved as a plain `tokenizer.json` that `AutoTokenizer` loads as a fast tokenizer; the models are Llama, never Qwen2, because
 `AutoTokenizer` swaps in its own class for `model_type=qwen2` and silently changes token ids.
 """
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -28,8 +28,10 @@ CHAT_TEMPLATE = (
 def _pre_tokenizer():
     return pre_tokenizers.Sequence([
         pre_tokenizers.Metaspace(prepend_scheme="always"),
-        pre_tokenizers.Punctuation(behavior="isolated"),
-        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split("\n", behavior="isolated"),  # code: a line break is a token of its own
+        # Each digit and each punctuation mark is a token, keeping the space before it ("▁="):
+        # arithmetic stays digit by digit, and a space costs no token of its own.
+        pre_tokenizers.Split(Regex(r"▁?(?:[^\w\s▁]|\d)"), behavior="isolated"),
     ])
 
 
