@@ -126,23 +126,26 @@ def _build(out, log, jobs: int) -> dict:
     log(f"tokenizer: {len(tokenizer)} tokens; SFT mixture: " + ", ".join(
         f"{t.name} {len(t.examples('sft'))}" for t in tasks))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        biggest_first = sorted(SPECS, key=lambda n: -SPECS[n].hidden * SPECS[n].intermediate)  # shortest wall time
+        biggest_first = sorted(SPECS, key=lambda n: -SPECS[n].layers * SPECS[n].hidden * SPECS[n].intermediate)
         futures = {name: pool.submit(_train_and_score, name, SPECS[name], tokenizer, tasks, sft_data, log)
-                   for name in biggest_first}
+                   for name in biggest_first}  # biggest first: the shortest wall time
         for name, future in futures.items():
             for model_name, (state, entry) in future.result().items():
-                model = llama(SPECS[name], tokenizer)
-                model.load_state_dict(state)
-                folder = tmp / model_name
-                model.save_pretrained(folder, safe_serialization=True)
-                tokenizer.save_pretrained(folder)
-                entry["params"] = sum(p.numel() for p in model.parameters())
-                entry["files"] = checksums(folder)
-                manifest["models"][model_name] = entry
+                manifest["models"][model_name] = save_model(tmp / model_name, SPECS[name], tokenizer, state, entry)
     (tmp / MANIFEST.name).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return manifest
+
+
+def save_model(folder, spec: ModelSpec, tokenizer, state: dict, entry: dict) -> dict:
+    """Write one trained model as a checkpoint folder; returns its manifest entry (with size and
+    file checksums)."""
+    model = llama(spec, tokenizer)
+    model.load_state_dict(state)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return {**entry, "params": sum(p.numel() for p in model.parameters()), "files": checksums(folder)}
 
 
 def eval_scores(name, model, tokenizer, tasks, with_context: bool, log) -> dict:
