@@ -18,7 +18,6 @@ from opdbench.cli import main
     (["eval.k=9"], "eval.k must be between 1 and eval.n"),
     (["models.student=/no/such/checkpoint"], "not found"),
     (["models.student=zoo:no_such_model"], "zoo model 'zoo:no_such_model' not found"),
-    (["task=dialogue"], "the tokenizer of 'zoo:student' cannot encode task 'dialogue'"),
 ])
 def test_user_errors_are_one_line_and_leave_nothing(tmp_path, capsys, args, message):
     code = main(["train", f"results_dir={tmp_path / 'runs'}", "budget=smoke", *args])
@@ -26,6 +25,16 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, capsys, args, mess
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_tokenizer_that_cannot_spell_the_task_is_refused(tmp_path, capsys, tiny_checkpoint):
+    """A tokenizer built on math only would train on <unk> for dialogue: one line, nothing written."""
+    code = main(["train", f"results_dir={tmp_path / 'runs'}", "budget=smoke", "task=dialogue",
+                 f"models.student={tiny_checkpoint}", f"models.teachers=[{tiny_checkpoint}]"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"the tokenizer of '{tiny_checkpoint}' cannot encode task 'dialogue'" in err
     assert not (tmp_path / "runs").exists()
 
 

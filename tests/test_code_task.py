@@ -50,9 +50,20 @@ def test_scores_give_partial_credit_and_never_raise():
     garbage = ["", "return", "xs = [", "\x00", "def (", "return xs[99]", ")" * 500, None, 12, "é" * 1000]
     assert all(task.score(ex, g) == 0.0 for g in garbage)
     # a body that returns a constant passes exactly the hidden tests expecting that constant
-    constant = "return 1"
-    expected = sum(test.endswith("== 1") for test in ex.target) / len(ex.target)
-    assert task.score(ex, constant) == pytest.approx(expected)
+    for constant in ("1", "0", "[]"):
+        expected = sum(test.endswith(f"== {constant}") for test in ex.target) / len(ex.target)
+        assert task.score(ex, f"return {constant}") == pytest.approx(expected)
+
+
+def test_hidden_outputs_differ_so_no_constant_program_passes_more_than_one_test():
+    """Specs whose outputs cannot differ are redrawn: before, `return 0` scored 0.33 on eval."""
+    task = CodeTask(**SMALL)
+    for ex in task.examples("eval"):
+        outputs = [test.split(" == ", 1)[1] for test in ex.target]
+        assert len(set(outputs)) == len(outputs) == 5, ex.target
+        assert ex.prompt.rsplit(" == ", 1)[1] not in outputs  # the shown example is not a hidden test's answer
+    constant_scores = task.score_many(task.examples("eval"), ["return 0"] * 200)
+    assert max(constant_scores) <= 1 / 5
 
 
 def test_hostile_responses_score_zero_and_stay_contained():

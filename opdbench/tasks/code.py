@@ -50,26 +50,45 @@ def _random_list(rng: random.Random) -> list[int]:
     return [rng.randint(0, 9) for _ in range(rng.randint(2, 5))]
 
 
+def _distinct_inputs(rng: random.Random, f, n: int, tries: int = 50) -> list[list[int]] | None:
+    """`n` inputs on which `f` gives pairwise different outputs, or None when the spec is too
+    degenerate for that (e.g. "keep items above 4, then keep items below 3"). With distinct outputs
+    no constant program passes more than one test: before this filter, `return 0` scored 0.33."""
+    inputs, outputs = [], []
+    for _ in range(tries):
+        xs = _random_list(rng)
+        out = f(xs)
+        if out not in outputs:
+            inputs.append(xs)
+            outputs.append(out)
+            if len(inputs) == n:
+                return inputs
+    return None
+
+
 def make_problem(rng: random.Random, min_steps: int, max_steps: int, num_examples: int, num_tests: int) -> Example:
-    spec, body, steps = [], [], []
-    for _ in range(rng.randint(min_steps, max_steps)):
-        phrase, line, fn = rng.choice(TRANSFORMS)
-        k = rng.randint(1, 5)
-        spec.append(phrase.format(k=k))
-        body.append(line.format(k=k))
-        steps.append(lambda xs, fn=fn, k=k: fn(xs, k))
-    phrase, line, fn = rng.choice(RESULTS)
-    spec.append(phrase)
-    body.append(line)
-    steps.append(fn)
+    while True:
+        spec, body, steps = [], [], []
+        for _ in range(rng.randint(min_steps, max_steps)):
+            phrase, line, fn = rng.choice(TRANSFORMS)
+            k = rng.randint(1, 5)
+            spec.append(phrase.format(k=k))
+            body.append(line.format(k=k))
+            steps.append(lambda xs, fn=fn, k=k: fn(xs, k))
+        phrase, line, fn = rng.choice(RESULTS)
+        spec.append(phrase)
+        body.append(line)
+        steps.append(fn)
 
-    def f(xs):
-        for step in steps:
-            xs = step(xs)
-        return xs
+        def f(xs, steps=steps):
+            for step in steps:
+                xs = step(xs)
+            return xs
 
-    shown = [_random_list(rng) for _ in range(num_examples)]
-    hidden = [_random_list(rng) for _ in range(num_tests)]
+        inputs = _distinct_inputs(rng, f, num_examples + num_tests)
+        if inputs is not None:
+            break
+    shown, hidden = inputs[:num_examples], inputs[num_examples:]
     examples = " ".join(f"f({xs}) == {f(xs)}" for xs in shown)
     prompt = f"def f(xs): {', then '.join(spec)}. {examples}"
     tests = tuple(f"assert f({xs}) == {f(xs)!r}" for xs in hidden)
