@@ -8,7 +8,8 @@
 
 The response is run as the body of `def f(xs):` against hidden tests in the sandbox
 (opdbench/sandbox.py); the score is the fraction of hidden tests passed, so a program that gets
-one step wrong can still earn partial credit. Each line of the body depends on the lines before
+one step wrong can still earn partial credit. The hidden tests expect pairwise different answers,
+so no constant program passes more than one. Each line of the body depends on the lines before
 it, as each scratchpad step does in the math task.
 """
 
@@ -67,7 +68,7 @@ def _distinct_inputs(rng: random.Random, f, n: int, tries: int = 50) -> list[lis
 
 
 def make_problem(rng: random.Random, min_steps: int, max_steps: int, num_examples: int, num_tests: int) -> Example:
-    while True:
+    while True:  # until a spec whose hidden tests can all expect different answers
         spec, body, steps = [], [], []
         for _ in range(rng.randint(min_steps, max_steps)):
             phrase, line, fn = rng.choice(TRANSFORMS)
@@ -80,7 +81,7 @@ def make_problem(rng: random.Random, min_steps: int, max_steps: int, num_example
         body.append(line)
         steps.append(fn)
 
-        def f(xs, steps=steps):
+        def f(xs):
             for step in steps:
                 xs = step(xs)
             return xs
