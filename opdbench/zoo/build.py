@@ -24,6 +24,7 @@ import multiprocessing
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -106,10 +107,17 @@ def build(out=ZOO_DIR, log=print, jobs: int = 2) -> dict:
 
     Models train in `jobs` processes at once, each on one thread: the bits do not depend on `jobs`.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same bits on every machine (module docstring)
-    try:
+    with _one_thread():
         return _build(out, log, jobs)
+
+
+@contextmanager
+def _one_thread():
+    """Torch on one thread, restored after: the same bits on every machine (module docstring)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
 
@@ -169,15 +177,11 @@ def rescore(out=ZOO_DIR, log=print) -> dict:
     a change to how a task is evaluated, e.g. its `max_new_tokens`): what a rebuild would record,
     without retraining. One thread, as in the build."""
     manifest = json.loads((out / MANIFEST.name).read_text())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         tasks = load_tasks()
         for name, entry in manifest["models"].items():
             model, tokenizer = load_model(str(out / name)), load_tokenizer(str(out / name))
             entry.update(eval_scores(name, model, tokenizer, tasks, "eval_with_context" in entry, log))
-    finally:
-        torch.set_num_threads(threads)
     (out / MANIFEST.name).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
