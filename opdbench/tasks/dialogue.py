@@ -12,7 +12,9 @@
 The conversation goes through the tokenizer's chat template with its role tokens, so the model
 sees real multi-turn prompts. The scorer parses the reply into slots (one quantity per item, and
 the total) and gives partial credit: the share of the order's slots the reply gets right, where
-naming an item that is not in the order counts as one more slot missed.
+naming an item that is not in the order counts as one more slot missed. The total counts only
+when every item is right (it confirms the whole order): otherwise a reply that tracked the
+quantities but named random items scored 0.2-0.33 (NOTES.md, "The multi-task zoo, build 4").
 
 The assistant confirms the order after every turn but the last change, as an ordering assistant
 would: the reply must apply that change to the last confirmation and add up the total. Items are
@@ -112,9 +114,12 @@ class DialogueTask(Task):
         except (ValueError, OverflowError):  # absurd digit strings
             return 0.0
         order = example.target["order"]
-        right = sum(stated.get(item) == n for item, n in order.items()) + (total == example.target["total"])
+        right = sum(stated.get(item) == n for item, n in order.items())
         extra = sum(item not in order for item in stated)
-        return right / (len(order) + 1 + extra)
+        # The total confirms the whole order, so it counts only when every item is right: credit
+        # for a right total over wrong items would reward a reply that ignored what was ordered.
+        confirmed = right == len(order) and not extra and total == example.target["total"]
+        return (right + confirmed) / (len(order) + 1 + extra)
 
 
 @lru_cache(maxsize=8)
