@@ -1,7 +1,9 @@
 """The shipped zoo: intact, calibrated, and its recorded scores reproduce."""
 
+import json
 import math
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 
@@ -34,7 +36,7 @@ def test_checksums_match_the_manifest():
 def test_manifest_matches_the_build_specs():
     models = zoo.manifest()["models"]
     for name, spec in SPECS.items():
-        assert models[name]["spec"] == asdict(spec), name
+        assert models[name]["spec"] == json.loads(json.dumps(asdict(spec))), name  # tuples as JSON lists
     assert models["teacher-base"]["base_of"] == "teacher"
     assert models["teacher-base"]["sft_step"] == SPECS["teacher"].base_step
 
@@ -103,3 +105,33 @@ def test_sft_batch_can_show_the_reference_as_context(tokenizer, math_task):
         assert labels[row, len(prompt):len(seq)].tolist() == seq[len(prompt):]
     assert tokenizer.convert_tokens_to_ids("<|context|>") in with_ctx
 
+
+
+def test_a_later_stage_trains_on_from_where_the_last_stopped(monkeypatch, tokenizer):
+    """ModelSpec.then: each stage is one `sft` call on the same model, with its own mixture,
+    schedule, seed and stopping targets; `base_step` counts steps of the first stage only."""
+    from opdbench.zoo import build
+
+    calls = []
+
+    def fake_sft(model, tok, data, **kw):
+        calls.append((id(model), len(data), kw))
+        kw["stopped_at"] = next((step for step in range(1, kw["steps"] + 1) if kw["on_step"](step, 0.0)), None)
+
+    monkeypatch.setattr(build, "sft", fake_sft)
+    monkeypatch.setattr(build, "eval_scores", lambda *a: {})
+    monkeypatch.setattr(build, "evaluate", lambda model, tok, task, **kw: ({"mean@8": 0.5}, []))
+    data = {"math": list(range(10)), "code": list(range(6))}
+    second = build.Stage(seed=9, steps=50, lr=1e-3, warmup=5, sft_examples={"math": 2},
+                         student_target={"math": 0.4}, context_fraction=0.5)
+    spec = build.ModelSpec(seed=1, steps=100, hidden=16, layers=1, heads=2, intermediate=32, base_step=3,
+                           sft_examples={"code": 1}, then=(second,))
+    out = build._train_and_score("s", spec, tokenizer, [SimpleNamespace(name="math")], data, lambda line: None)
+    (model_1, n_1, kw_1), (model_2, n_2, kw_2) = calls
+    assert model_1 == model_2  # the same weights train on
+    assert (n_1, kw_1["steps"], kw_1["lr"], kw_1["seed"], kw_1["warmup"]) == (10 + 1, 100, spec.lr, 1, 100)
+    assert (n_2, kw_2["steps"], kw_2["lr"], kw_2["seed"], kw_2["warmup"]) == (2 + 6, 50, 1e-3, 9, 5)
+    assert kw_2["context_fraction"] == 0.5
+    assert kw_1["stopped_at"] is None and kw_2["stopped_at"] == build.CALIBRATION_EVERY  # its own target
+    assert set(out) == {"s", "s-base"} and out["s-base"][1]["sft_step"] == 3
+    assert out["s"][1]["spec"]["then"][0]["seed"] == 9

@@ -29,6 +29,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 from omegaconf import OmegaConf
@@ -41,6 +42,21 @@ from ..tasks import TASKS
 from . import MANIFEST, ZOO_DIR, checksums, load_model, load_tokenizer
 from .sft import sft
 from .tokenizer import build_tokenizer
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A further SFT stage: from the weights where the previous stage stopped, with a fresh AdamW
+    (warm-up, cosine decay over `steps`), its own mixture and its own stopping targets. Fields
+    mean what they mean in ModelSpec."""
+    seed: int
+    steps: int
+    lr: float
+    warmup: int = 100
+    sft_examples: dict[str, int] | None = None
+    student_target: dict[str, float] | None = None
+    calibrate_from: int = 0
+    context_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,14 @@ class ModelSpec:
     # the same step.
     sft_examples: dict[str, int] | None = None
     context_fraction: float = 0.0  # share of SFT examples shown with their reference as context
-    base_step: int | None = None  # also ship the weights at this SFT step, as "<name>-base"
+    base_step: int | None = None  # also ship the weights at this SFT step (first stage), as "<name>-base"
+    then: tuple[Stage, ...] = ()  # later SFT stages, in order
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        first = Stage(self.seed, self.steps, self.lr, 100, self.sft_examples, self.student_target,
+                      self.calibrate_from, self.context_fraction)
+        return (first, *self.then)
 
 
 # Teachers, smallest to largest, all trained on every task's whole SFT split (tasks/*/task.yaml
@@ -72,17 +95,22 @@ class ModelSpec:
 # noise, which the manifest records (`eval_stderr`; tests/test_zoo.py). An MLP narrower than the
 # smaller teacher's breaks the ladder: 40/96 scored below 32/128 on every task (NOTES.md).
 #
-# The student has its own mixture: tasks are learned at different speeds, each with a sharp
-# transition (code after ~4,000 examples, math ~40,000, dialogue ~26,000), and OPD lifts a student
-# caught early in a transition far more than one before it (NOTES.md, "The multi-task zoo").
+# The student: OPD lifts a student caught early in a task's SFT transition far more than one
+# before it, and each task has a sharp one whose timing varies by hundreds of steps between
+# mixtures and seeds (code after ~4,000 examples, math ~40,000, dialogue 20,000-30,000). So it
+# trains in two stages: a mixture light on dialogue, stopped as math enters its transition, then
+# a dialogue-heavy mixture (math and code kept at a small share: dropping a task makes the model
+# forget it) stopped as dialogue enters its own (NOTES.md, "The multi-task zoo, build 4").
 SPECS = {
     "teacher-xs": ModelSpec(seed=5, steps=2500, hidden=32, intermediate=128),
     "teacher-s": ModelSpec(seed=3, steps=2500, hidden=40, intermediate=128),
     "teacher-m": ModelSpec(seed=1, steps=2500, hidden=48, intermediate=192),
     "teacher": ModelSpec(seed=1, steps=2500, hidden=64, intermediate=256, base_step=1250),
-    "student": ModelSpec(seed=2, steps=2500, student_target={"math": 0.19, "code": 0.12, "dialogue": 0.25},
-                         calibrate_from=800, context_fraction=0.5,
-                         sft_examples={"math": 20000, "code": 1900, "dialogue": 11000}),
+    "student": ModelSpec(seed=2, steps=2500, student_target={"math": 0.19, "code": 0.12}, calibrate_from=800,
+                         context_fraction=0.5, sft_examples={"math": 20000, "code": 1900, "dialogue": 11000},
+                         then=(Stage(seed=7, steps=1000, lr=2e-3, warmup=25, student_target={"dialogue": 0.25},
+                                     context_fraction=0.5,
+                                     sft_examples={"math": 5000, "code": 500, "dialogue": 16000}),)),
 }
 # The tasks the zoo is trained and calibrated on.
 ZOO_TASKS = ("math", "code", "dialogue")
@@ -204,32 +232,34 @@ def _train_and_score(name, spec: ModelSpec, tokenizer, tasks, sft_data, log) -> 
     """One model's SFT and eval scores, in a worker process on one thread: {model name: (weights,
     manifest entry)}, with the same run's weights at `base_step` as `<name>-base` when asked."""
     torch.set_num_threads(1)
-    model, started, base = llama(spec, tokenizer), time.perf_counter(), {}
+    model, started, base, stages = llama(spec, tokenizer), time.perf_counter(), {}, spec.stages
 
     def scored(model_name, with_context=False):
         return eval_scores(model_name, model, tokenizer, tasks, with_context, log)
 
-    def on_step(step, loss):
+    def on_step(stage: Stage, step, loss):
+        where = f"{name} step {step}" + (f" of stage {stages.index(stage) + 1}" if spec.then else "")
         if step % 250 == 0:
-            log(f"  {name} step {step}/{spec.steps} loss {loss:.3f}")
-        if step == spec.base_step:
+            log(f"  {where}/{stage.steps} loss {loss:.3f}")
+        if stage is stages[0] and step == spec.base_step:
             base.update((k, v.detach().clone()) for k, v in model.state_dict().items())
-        if spec.student_target is None or step < spec.calibrate_from or step % CALIBRATION_EVERY:
+        if stage.student_target is None or step < stage.calibrate_from or step % CALIBRATION_EVERY:
             return False
         scores = {t.name: evaluate(model, tokenizer, t, split="train", num_prompts=CALIBRATION_PROMPTS)[0]["mean@8"]
                   for t in tasks}
         model.train()
-        log(f"  {name} step {step}: calibration mean@8 " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-        return all(scores[task] >= target for task, target in spec.student_target.items())
+        log(f"  {where}: calibration mean@8 " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        return all(scores[task] >= target for task, target in stage.student_target.items())
 
     log(f"training {name} ({sum(p.numel() for p in model.parameters())} params)")
-    counts = spec.sft_examples or {}
-    data = [ex for task, examples in sft_data.items() for ex in examples[:counts.get(task)]]
-    sft(model, tokenizer, data, steps=spec.steps, batch_size=spec.batch_size, lr=spec.lr,
-        seed=spec.seed, context_fraction=spec.context_fraction, on_step=on_step)
+    for stage in stages:
+        counts = stage.sft_examples or {}
+        data = [ex for task, examples in sft_data.items() for ex in examples[:counts.get(task)]]
+        sft(model, tokenizer, data, steps=stage.steps, batch_size=spec.batch_size, lr=stage.lr, seed=stage.seed,
+            warmup=stage.warmup, context_fraction=stage.context_fraction, on_step=partial(on_step, stage))
     log(f"  {name}: trained in {time.perf_counter() - started:.0f} s")
     out = {name: ({k: v.clone() for k, v in model.state_dict().items()},
-                  {"spec": asdict(spec), **scored(name, spec.context_fraction > 0)})}
+                  {"spec": asdict(spec), **scored(name, any(stage.context_fraction > 0 for stage in stages))})}
     if base:  # the same run's weights at `base_step`: no extra training
         model.load_state_dict(base)
         model.eval()
