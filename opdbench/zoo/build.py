@@ -238,7 +238,7 @@ def _train_and_score(name, spec: ModelSpec, tokenizer, tasks, sft_data, log) -> 
         return eval_scores(model_name, model, tokenizer, tasks, with_context, log)
 
     def on_step(stage: Stage, step, loss):
-        where = f"{name} step {step}" + (f" of stage {stages.index(stage) + 1}" if spec.then else "")
+        where = f"{name}" + (f" stage {stages.index(stage) + 1}" if spec.then else "") + f" step {step}"
         if step % 250 == 0:
             log(f"  {where}/{stage.steps} loss {loss:.3f}")
         if stage is stages[0] and step == spec.base_step:
