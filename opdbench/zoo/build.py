@@ -1,16 +1,17 @@
 """`opdbench zoo build`: make the tiny model zoo from scratch, deterministically, on CPU.
 
-Every model shares one tokenizer and the Llama architecture, with 4 layers or more (DESIGN.md,
-"Calibrating the tiny tier": fewer layers cannot learn the math task).
+Every model shares one tokenizer and the Llama architecture with 4 layers (DESIGN.md, "Calibrating
+the tiny tier": fewer layers cannot learn the math task).
 
-- `teacher-xs`, `teacher-s`, `teacher-m`, `teacher`: teachers of growing size, same SFT recipe and
-  steps (for ensembles and teacher-size sweeps); the smaller ones plateau lower.
+- `teacher-xs`, `teacher-s`, `teacher-m`, `teacher`: teachers of growing width and MLP size, same
+  SFT recipe and steps (for ensembles and teacher-size sweeps); the smaller ones plateau lower.
 - `teacher-base`: the `teacher` run's weights at SFT step `base_step`, saved during that same run
   (no extra training): the teacher before its final stage, pi_ref for reward correction (ExOPD).
-- `student`: the teachers' recipe with another seed and its own task mixture (`sft_examples`),
-  stopped early, as soon as its mean@8 on a slice of the *training* prompts (never the eval set)
-  reaches `student_target` on every task, so OPD has room to show something. A share (`context_fraction`) of its SFT examples show the reference solution
-  as privileged context, so that the frozen initial student, shown the reference, is a strong
+- `student`: teacher-m's architecture with another seed and its own task mixtures, in SFT stages
+  (`ModelSpec.then`) each stopped early, as soon as its mean@8 on a slice of the *training*
+  prompts (never the eval set) reaches the stage's `student_target`, so OPD has room to show
+  something. A share (`context_fraction`) of its SFT examples show the reference solution as
+  privileged context, so that the frozen initial student, shown the reference, is a strong
   teacher for self-distillation (OPSD); the manifest records its score with context too.
 
 The build runs on one thread whatever the machine: CPU kernels split reductions by thread count,
