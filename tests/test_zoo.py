@@ -109,7 +109,6 @@ def test_sft_batch_can_show_the_reference_as_context(tokenizer, math_task):
     assert tokenizer.convert_tokens_to_ids("<|context|>") in with_ctx
 
 
-
 def test_a_later_stage_trains_on_from_where_the_last_stopped(monkeypatch, tokenizer):
     """ModelSpec.then: each stage is one `sft` call on the same model, with its own mixture,
     schedule, seed and stopping targets; `base_step` counts steps of the first stage only."""
