@@ -3,7 +3,8 @@
 Word-level over the task corpora, with digits split one per token (so arithmetic is learnable), line
 breaks as tokens of their own (code), and a Metaspace pre-tokenizer (so decoding restores spaces
 exactly). Saved as a plain `tokenizer.json` that `AutoTokenizer` loads as a fast tokenizer; the
-models are Llama, never Qwen2, because `AutoTokenizer` swaps in its own class for `model_type=qwen2` and silently changes token ids.
+models are Llama, never Qwen2, because `AutoTokenizer` swaps in its own class for
+`model_type=qwen2` and silently changes token ids.
 """
 
 from __future__ import annotations
