@@ -201,8 +201,9 @@ def prompt_stderr(samples: list[dict]) -> float:
 
 
 def eval_scores(name, model, tokenizer, tasks, with_context: bool, log) -> dict:
-    """The manifest's scores of one model: mean@8 / best@8 on each task's eval prompts (and with
-    the reference shown as context, for a model trained to use it)."""
+    """The manifest's scores of one model: mean@8 / best@8 on each task's eval prompts, the standard
+    error of mean@8 over prompts, and (for a model trained to use it) mean@8 / best@8 with the
+    reference shown as context."""
     entry = {"eval": {}, "eval_stderr": {}, **({"eval_with_context": {}} if with_context else {})}
     for task in tasks:
         entry["eval"][task.name], samples = evaluate(model, tokenizer, task)
