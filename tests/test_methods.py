@@ -52,6 +52,16 @@ def test_every_baseline_names_its_source():
         assert cfg.method.name == name and cfg.method.source
 
 
+def test_the_default_budget_trains_each_task_for_its_own_steps():
+    """Every method gets the same steps on a task; a budget or an override may fix them for all."""
+    for name in ("math", "dialogue"):
+        cfg = load_config([f"task={name}"])
+        assert cfg.train.steps == cfg.task.steps
+    assert load_config(["task=dialogue"]).train.steps != load_config(["task=math"]).train.steps
+    assert load_config(["task=dialogue", "budget=smoke"]).train.steps == 3
+    assert load_config(["task=dialogue", "train.steps=9"]).train.steps == 9
+
+
 def test_methods_command_lists_every_baseline_and_knob_value(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
+from omegaconf import II, MISSING
 
 
 @dataclass
@@ -48,6 +48,9 @@ class MethodConfig:
 class TaskConfig:
     name: str = MISSING
     params: dict[str, Any] = field(default_factory=dict)  # passed to the task's constructor
+    # Training steps under the default budget. Tasks learn at different speeds: each gets the steps
+    # in which k1 closes roughly half of its student-teacher gap (DESIGN.md, "Calibrating").
+    steps: int = 75
 
 
 @dataclass
@@ -73,7 +76,7 @@ class RolloutConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 75
+    steps: int = II("task.steps")  # a budget may fix it for every task (budget=smoke)
     batch_prompts: int = 64  # × rollout.samples_per_prompt sequences per step (k1 needs ~256: variance)
     micro_batch: int = 64  # sequences per forward/backward; the loss does not depend on it
     lr: float = 1e-3
