@@ -82,8 +82,9 @@ class ModelSpec:
 
     @property
     def stages(self) -> tuple[Stage, ...]:
-        first = Stage(self.seed, self.steps, self.lr, 100, self.sft_examples, self.student_target,
-                      self.calibrate_from, self.context_fraction)
+        first = Stage(seed=self.seed, steps=self.steps, lr=self.lr, sft_examples=self.sft_examples,
+                      student_target=self.student_target, calibrate_from=self.calibrate_from,
+                      context_fraction=self.context_fraction)  # Stage's own warm-up
         return (first, *self.then)
 
 
