@@ -33,7 +33,7 @@ from .policy import entropy, masked_mean, response_logits, token_logp
 from .rollout import BACKENDS, Rollout, hf, pad_responses
 from .tasks import Task, make_task
 from .teachers import ENSEMBLES, NEEDS_FULL, TeacherScores, assign_teachers, combine, micro_batches, score, score_all
-from .zoo import DTYPES, load_model, load_tokenizer
+from .zoo import DTYPES, hidden_size, load_model, load_tokenizer
 
 
 @dataclass
@@ -141,7 +141,7 @@ def prepare(cfg: DictConfig) -> Run:
         reference = copy.deepcopy(student).eval() if m.reference == "student_init" else load_model(cfg.models.teacher_base)
     value_head = None
     if m.credit == "gae":  # a scalar linear head on the (detached) last hidden state, starting at V = 0
-        value_head = torch.nn.Linear(student.config.get_text_config().hidden_size, 1)
+        value_head = torch.nn.Linear(hidden_size(student), 1)
         torch.nn.init.zeros_(value_head.weight), torch.nn.init.zeros_(value_head.bias)
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
     cell = results.cell_dir(cfg.results_dir, cfg.suite, m.name, cfg.task.name, cfg.seed)

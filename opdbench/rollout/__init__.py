@@ -59,8 +59,14 @@ class Rollout:
                        self.response_mask_B_R, self.rollout_logp_B_R, self.group_B)
 
     def sorted_by_length(self) -> "Rollout":
-        """Rows ordered by length, so consecutive micro-batches carry little padding."""
-        return self.select(self.attention_mask_B_L.sum(1).argsort(stable=True))
+        """Rows ordered by length, so consecutive micro-batches carry little padding; the rows of one
+        prompt stay together (ordered by their longest), so a micro-batch runs each prompt once."""
+        length_B, group_B = self.attention_mask_B_L.sum(1).tolist(), self.group_B.tolist()
+        longest = {}
+        for g, n in zip(group_B, length_B):
+            longest[g] = max(longest.get(g, 0), n)
+        order = torch.tensor(sorted(range(len(self)), key=lambda b: (longest[group_B[b]], group_B[b], b)))
+        return self.select(order)
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
