@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from math import comb
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -63,3 +67,33 @@ def evaluate(model, tokenizer, task, *, split: str = "eval", num_prompts: int = 
         f"best@{k}": sum(best_at_k(s, k) for s in scores) / len(scores),
     }
     return metrics, samples
+
+
+def code_fingerprint() -> str:
+    """sha256 of opdbench's own source: any change to how a model samples or a task scores
+    invalidates every memoized evaluation."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def memoized(cache_dir: str | None, key: dict | None, compute) -> tuple[dict, bool]:
+    """`compute()`'s metrics, or the ones it returned before for the same key (and whether they
+    were). For evaluations of frozen checkpoints, which are pure functions of what the key names:
+    the teacher reference and a student's step 0 come out the same for every method and seed of a
+    task, so a sweep pays each once. `key` None (a model without files, e.g. a hub name) or
+    `cache_dir` None computes every time."""
+    if cache_dir is None or key is None:
+        return compute(), False
+    digest = hashlib.sha256(json.dumps({**key, "code": code_fingerprint(), "torch": torch.__version__,
+                                        "threads": torch.get_num_threads()}, sort_keys=True).encode()).hexdigest()
+    path = Path(cache_dir).expanduser() / f"{digest}.json"
+    if path.exists():
+        return json.loads(path.read_text()), True
+    metrics = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(metrics, sort_keys=True))
+    os.replace(tmp, path)
+    return metrics, False

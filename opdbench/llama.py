@@ -109,7 +109,7 @@ class Layer(nn.Module):
 class Body(nn.Module):  # named `model` in the parent, as in transformers, so parameter names match
     def __init__(self, s: Shape):
         super().__init__()
-        self.embed_tokens = nn.Embedding(s.vocab_size, s.hidden_size)
+        self.embed_tokens = nn.Embedding(s.vocab_size, s.hidden_size, s.pad_token_id)  # pad's row gets no gradient, as in transformers
         self.layers = nn.ModuleList(Layer(s) for _ in range(s.num_hidden_layers))
         self.norm = RMSNorm(s.hidden_size, s.rms_norm_eps)
 

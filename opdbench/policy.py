@@ -51,9 +51,9 @@ def token_logp(logits_B_R_V: torch.Tensor, ids_B_R: torch.Tensor) -> torch.Tenso
     return logits_B_R_V.log_softmax(-1).gather(-1, ids_B_R.to(logits_B_R_V.device)[..., None]).squeeze(-1)
 
 
-def entropy(logits_B_R_V: torch.Tensor) -> torch.Tensor:
-    logp = logits_B_R_V.log_softmax(-1)
-    return -(logp.exp() * logp).sum(-1)
+def entropy(logp_B_R_V: torch.Tensor) -> torch.Tensor:
+    """Entropy of each next-token distribution, from its log-probs (log_softmax already taken)."""
+    return -(logp_B_R_V.exp() * logp_B_R_V).sum(-1)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

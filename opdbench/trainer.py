@@ -23,17 +23,17 @@ from tqdm.auto import tqdm
 from . import provenance, results
 from .chat import decode_responses, encode_prompt, encode_response, prefixed, rendering_difference
 from .errors import OpdbenchError
-from .evaluate import evaluate
+from .evaluate import evaluate, memoized
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
 from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
 from .feedback.shaping import SHAPINGS
 from .feedback.support import StudentTokens
-from .policy import entropy, masked_mean, response_logits, token_logp
+from .policy import masked_mean, response_logits, token_logp
 from .rollout import BACKENDS, Rollout, hf, pad_responses
 from .tasks import Task, make_task
 from .teachers import ENSEMBLES, NEEDS_FULL, TeacherScores, assign_teachers, combine, micro_batches, score, score_all
-from .zoo import DTYPES, hidden_size, load_model, load_tokenizer
+from .zoo import DTYPES, checksums, hidden_size, load_model, load_tokenizer, resolve
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Run:
     reference: torch.nn.Module | None  # pi_ref (ExOPD, KL-to-reference), frozen
     value_head: torch.nn.Module | None  # V(s_t) for GAE-OPD
     cell: Path
+    student_spec: str
+    teacher_specs: list[str]
 
     @property
     def method(self):
@@ -145,7 +147,8 @@ def prepare(cfg: DictConfig) -> Run:
         torch.nn.init.zeros_(value_head.weight), torch.nn.init.zeros_(value_head.bias)
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
     cell = results.cell_dir(cfg.results_dir, cfg.suite, m.name, cfg.task.name, cfg.seed)
-    return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell)
+    return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell,
+               student_spec, teacher_specs)
 
 
 def check_encodable(tokenizer, task: Task, spec: str, probe: int = 20) -> None:
@@ -216,13 +219,14 @@ def forward(run: Run, mb: Rollout, teacher: TeacherScores):
     values = run.value_head(last_hidden.detach()).squeeze(-1) if hidden else None
     with torch.no_grad():
         logp_full = logits.log_softmax(-1)
+        p_full = logp_full.exp()
         signals = {
             "learner_logp_B_R": student.logp_b_r.detach().cpu(),
-            "student_entropy_B_R": entropy(logits).cpu(),
+            "student_entropy_B_R": -(p_full * logp_full).sum(-1).cpu(),
             "values_B_R": None if values is None else values.detach().cpu(),
             "token_kl_B_R": None if teacher.logp_full_B_R_V is None else
-            (logp_full.exp() * (logp_full - teacher.logp_full_B_R_V.to(logits.device))).sum(-1).cpu(),
-            "teacher_topk_mass_B_R": logp_full.exp().gather(-1, teacher.topk_idx_B_R_K.to(logits.device)).sum(-1).cpu(),
+            (p_full * (logp_full - teacher.logp_full_B_R_V.to(logits.device))).sum(-1).cpu(),
+            "teacher_topk_mass_B_R": p_full.gather(-1, teacher.topk_idx_B_R_K.to(logits.device)).sum(-1).cpu(),
         }
     return student, signals, values
 
@@ -410,6 +414,19 @@ def _eval(run: Run, model, progress: bool) -> tuple[dict, list[dict]]:
                     progress=progress)
 
 
+def _eval_checkpoint(run: Run, model, spec: str, progress: bool) -> tuple[dict, bool]:
+    """The metrics of a model that is still exactly its checkpoint (the teacher; the student at
+    step 0), memoized by checkpoint checksums, task, eval settings, code and thread count."""
+    e = run.cfg.eval
+    folder = Path(resolve(spec))
+    key = None
+    if folder.is_dir():
+        key = {"model": checksums(folder), "dtype": str(next(model.parameters()).dtype),
+               "task": OmegaConf.to_container(run.cfg.task, resolve=True),
+               "eval": {f: e[f] for f in ("num_prompts", "n", "k", "temperature", "top_p", "seed", "batch_size")}}
+    return memoized(e.cache_dir or None, key, lambda: _eval(run, model, progress)[0])
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one cell (method × task × seed) and write it to results/; returns summary.json."""
     run = prepare(cfg)
@@ -431,8 +448,13 @@ def train(cfg: DictConfig) -> dict:
         results.write_json(cell.path("provenance.json"), provenance.collect(
             config_hash=hashlib.sha256(config_yaml.encode()).hexdigest(),
             models=[cfg.models.student, *(cfg.method.teachers or cfg.models.teachers)]))
-        teacher_eval = _eval(run, run.teachers[-1], cfg.progress)[0] if cfg.eval.teacher_reference else {}
-        step0, _ = _eval(run, run.student, cfg.progress)
+        cached = []  # which evaluations were memoized (see _eval_checkpoint)
+        teacher_eval = {}
+        if cfg.eval.teacher_reference:
+            teacher_eval, hit = _eval_checkpoint(run, run.teachers[-1], run.teacher_specs[-1], cfg.progress)
+            cached += ["teacher"] * hit
+        step0, hit = _eval_checkpoint(run, run.student, run.student_spec, cfg.progress)
+        cached += ["step0"] * hit
         curve = [(0, step0[f"mean@{k}"])]
         cell.append("metrics.jsonl", {"step": 0, **{f"eval/{m}": v for m, v in step0.items()}})
         cell.append("timing.jsonl", {"step": 0, "wall_s": round(time.perf_counter() - start, 3)})
@@ -467,6 +489,7 @@ def train(cfg: DictConfig) -> dict:
             **({f"teacher_mean@{k}": teacher_eval[f"mean@{k}"], f"teacher_best@{k}": teacher_eval[f"best@{k}"]}
                if teacher_eval else {}),
             "wall_s": round(time.perf_counter() - start, 2),
+            "cached_evals": cached,
             "path": str(run.cell),
         }
         cell.finish(summary)

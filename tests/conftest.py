@@ -1,13 +1,19 @@
+import os
+import tempfile
 import warnings
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from opdbench.llama import Llama
 from opdbench.tasks.math import MathTask
 from opdbench.zoo.tokenizer import build_tokenizer
 
 warnings.filterwarnings("ignore")
+# Memoized evaluations (opdbench.evaluate.memoized) go to a fresh folder: tests never read a
+# user's cache, nor one left by an earlier test session.
+os.environ["OPDBENCH_EVAL_CACHE"] = tempfile.mkdtemp(prefix="opdbench-eval-cache-")
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +37,12 @@ def make_llama(tokenizer, seed=0, hidden=32, layers=2):
     return LlamaForCausalLM(cfg).eval()
 
 
-@pytest.fixture
-def tiny_model(tokenizer):
-    return make_llama(tokenizer)
+@pytest.fixture(params=["transformers", "opdbench"])
+def tiny_model(request, tokenizer):
+    """A random tiny Llama, as transformers' LlamaForCausalLM and as opdbench's own Llama (the
+    same weights): every sampler and scorer contract must hold for both."""
+    model = make_llama(tokenizer)
+    return model if request.param == "transformers" else Llama.from_hf(model)
 
 
 @pytest.fixture

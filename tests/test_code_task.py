@@ -1,7 +1,9 @@
+import random
+
 import pytest
 
 from opdbench import sandbox
-from opdbench.tasks.code import RESULTS, TRANSFORMS, CodeTask, program_of
+from opdbench.tasks.code import RESULTS, TRANSFORMS, CodeTask, list_program, list_score, program_of
 
 SMALL = dict(sizes={"sft": 200, "train": 100, "eval": 200})
 
@@ -83,3 +85,32 @@ def test_score_many_runs_each_distinct_response_once(monkeypatch):
     scores = task.score_many([ex] * 5, ["return 0", "return 0", ex.reference, "return (", "return 0"])
     assert len(calls) == 1  # the reference and the syntax error need no subprocess
     assert scores[0] == scores[1] == scores[4] and scores[2] == 1.0 and scores[3] == 0.0
+
+
+def test_list_programs_score_as_the_sandbox_scores_them():
+    """Responses in the task's list language are scored without running them: they must get
+    exactly the sandbox's score, for right and wrong programs (other constants and operators,
+    lines swapped, dropped or repeated, dead lines after a return, no return, blank lines, and
+    calls that raise: `min([])`, `sum(xs, default=0)`, `v % 0`)."""
+    task, rng = CodeTask(**SMALL), random.Random(0)
+    lines = ([line.format(k=k) for _, line, _ in TRANSFORMS for k in (0, 1, 3, 12)] + [line for _, line, _ in RESULTS]
+             + ["return min(xs)", "return max(xs)", "return sum(xs, default=0)", "return len(xs, default=3)",
+                "xs = [v % 0 for v in xs]", "xs = [v for v in xs if v % 3 != 1]", "xs = [v for v in xs if v >= 4]"])
+    bodies, targets = [], []
+    for ex in task.examples("eval")[:60]:
+        reference = ex.reference.split("\n")
+        for body in (reference, reference[::-1], reference[1:], reference[:-1], reference + [rng.choice(lines)],
+                     [rng.choice(lines) for _ in range(rng.randint(1, 4))], ["", *reference, ""]):
+            bodies.append("\n".join(body))
+            targets.append(ex.target)
+    assert all(list_program(b) is not None for b in bodies)
+    expected = sandbox.score_many([(program_of(b), list(t)) for b, t in zip(bodies, targets)])
+    assert [list_score(b, t) for b, t in zip(bodies, targets)] == expected
+    assert len(set(expected)) > 3  # the programs are not all right, nor all wrong
+
+
+def test_anything_outside_the_list_language_goes_to_the_sandbox():
+    for body in ("return 0", "import os", "xs = [w + 1 for w in xs]\nreturn xs", "xs = [v + 1 for v in ys]",
+                 "xs = [v + True for v in xs]", "xs = [f(v) for v in xs]", "return sorted(xs)", "return sum(xs, 1)",
+                 "xs = [v for v in xs if 2 < v < 5]", "return xs[0]", "print(xs)\nreturn xs", "return"):
+        assert list_program(body) is None, body

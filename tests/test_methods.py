@@ -14,6 +14,8 @@ from opdbench.rollout.hf import sample
 from opdbench.chat import encode_prompt
 from opdbench.teachers import score
 
+from .helpers import sequence_logits
+
 
 @pytest.mark.parametrize("method", sorted(baseline_files()))
 def test_every_method_trains_the_smoke_budget(tmp_path, method):
@@ -118,7 +120,7 @@ def test_a_teacher_with_other_prompts_scores_the_same_responses(tiny_model, toke
     for b, prompt in enumerate(with_context):  # one row at a time, no padding at all
         n = int(batch.response_mask_B_R[b].sum())
         ids = torch.tensor([prompt + batch.response_ids_B_R[b, :n].tolist()])
-        logp = tiny_model(input_ids=ids).logits[0, len(prompt) - 1:-1].log_softmax(-1)
+        logp = sequence_logits(tiny_model, ids)[0, len(prompt) - 1:-1].log_softmax(-1)
         expected = logp.gather(-1, ids[0, len(prompt):, None]).squeeze(-1)
         torch.testing.assert_close(scores.logp_B_R[b, :n], expected, rtol=1e-4, atol=1e-5)
 

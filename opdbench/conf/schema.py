@@ -96,7 +96,10 @@ class EvalConfig:
     top_p: float = 0.9
     seed: int = 0  # fixed across steps and methods: common random numbers
     batch_size: int = 1600  # 200 prompts × 8 in one batch: decoding pays per step, not per row
-    teacher_reference: bool = True  # also score the (first) teacher on the same prompts
+    teacher_reference: bool = True  # also score the (largest) teacher on the same prompts
+    # Evaluations of unchanged checkpoints (the teacher, the student at step 0) are memoized here,
+    # keyed by checksums, task, these settings, code and threads; "" evaluates every time.
+    cache_dir: str = "${oc.env:OPDBENCH_EVAL_CACHE,'~/.cache/opdbench/evals'}"
 
 
 @dataclass

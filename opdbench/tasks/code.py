@@ -15,7 +15,10 @@ it, as each scratchpad step does in the math task.
 
 from __future__ import annotations
 
+import ast
+import operator
 import random
+import re
 import textwrap
 from functools import lru_cache
 
@@ -40,6 +43,107 @@ RESULTS = (
     ("return the smallest", "return min(xs, default=0)", lambda xs: min(xs, default=0)),
     ("return the list", "return xs", list),
 )
+
+
+_TEST = re.compile(r"assert f\((\[[0-9, ]*\])\) == (.+)$")
+_ELEMENT_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod}
+_COMPARISONS = {ast.Gt: operator.gt, ast.Lt: operator.lt, ast.GtE: operator.ge, ast.LtE: operator.le,
+                ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_REDUCERS = {"sum": sum, "len": len, "max": max, "min": min}
+
+
+def list_program(body: str):
+    """The function a response computes, when its body is only list steps the task's own language
+    has, `xs = [v OP K for v in xs]`, `xs = [v for v in xs if v CMP K]` (or `v % K CMP K`), and
+    `return xs` / `return sum|len|max|min(xs[, default=K])`, evaluated with Python's own operators
+    and builtins on the values (so `min([])` and `sum(xs, default=0)` raise as they would): the
+    same results as running it, with nothing of the response executed. None for anything else,
+    which then runs in the sandbox. `tests/test_code_task.py` checks agreement with the sandbox."""
+    try:
+        statements = ast.parse(body).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    steps = [_step(statement) for statement in statements]
+    if not steps or None in steps:
+        return None
+
+    def f(xs):
+        for kind, fn in steps:
+            if kind == "return":
+                return fn(xs)
+            xs = fn(xs)
+        return None  # no return statement: Python's f returns None
+
+    return f
+
+
+def _int(node) -> int | None:
+    return node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
+
+
+def _is_name(node, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _value_of_v(node):
+    """`v` or `v OP K` as a function of v; None otherwise."""
+    if _is_name(node, "v"):
+        return lambda v: v
+    if isinstance(node, ast.BinOp) and _is_name(node.left, "v") and type(node.op) in _ELEMENT_OPS and _int(node.right) is not None:
+        op, k = _ELEMENT_OPS[type(node.op)], _int(node.right)
+        return lambda v: op(v, k)
+    return None
+
+
+def _step(statement):
+    """("assign", xs -> new xs) or ("return", xs -> value) for a statement of the language; else None."""
+    if isinstance(statement, ast.Return) and statement.value is not None:
+        value = statement.value
+        if _is_name(value, "xs"):
+            return "return", lambda xs: xs
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in _REDUCERS
+                and len(value.args) == 1 and _is_name(value.args[0], "xs")
+                and all(kw.arg == "default" and _int(kw.value) is not None for kw in value.keywords)
+                and len(value.keywords) <= 1):
+            reducer, keywords = _REDUCERS[value.func.id], {kw.arg: _int(kw.value) for kw in value.keywords}
+            return "return", lambda xs: reducer(xs, **keywords)
+        return None
+    if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1 and _is_name(statement.targets[0], "xs")
+            and isinstance(statement.value, ast.ListComp) and len(statement.value.generators) == 1):
+        return None
+    loop = statement.value.generators[0]
+    element = _value_of_v(statement.value.elt)
+    if not (_is_name(loop.target, "v") and _is_name(loop.iter, "xs") and not loop.is_async and len(loop.ifs) <= 1
+            and element is not None):
+        return None
+    keep = lambda v: True  # noqa: E731
+    if loop.ifs:
+        test = loop.ifs[0]
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _COMPARISONS
+                and _int(test.comparators[0]) is not None):
+            return None
+        left = _value_of_v(test.left)
+        if left is None:
+            return None
+        compare, k = _COMPARISONS[type(test.ops[0])], _int(test.comparators[0])
+        keep = lambda v: compare(left(v), k)  # noqa: E731
+    return "assign", lambda xs: [element(v) for v in xs if keep(v)]
+
+
+def list_score(body: str, tests) -> float | None:
+    """Fraction of the tests `list_program(body)` passes (one that raises fails); None when the
+    body is not in the language."""
+    f = list_program(body)
+    parsed = [_TEST.match(t) for t in tests]
+    if f is None or not all(parsed):
+        return None
+    passed = 0
+    for m in parsed:
+        try:
+            passed += f(ast.literal_eval(m.group(1))) == ast.literal_eval(m.group(2))
+        except Exception:  # ValueError (min of []), TypeError (sum's default), ZeroDivisionError (v % 0)
+            pass
+    return passed / len(tests)
 
 
 def program_of(body: str) -> str:
@@ -100,8 +204,11 @@ class CodeTask(Task):
     """Small list-processing functions; splits are disjoint by prompt and fixed by `seed`.
 
     Scoring runs each distinct (response, tests) pair once in the sandbox; a response that does
-    not compile scores 0 without a subprocess, and one identical to the reference passes by
-    construction (the references are checked against their tests in tests/test_code_task.py).
+    not compile scores 0 without a subprocess, one identical to the reference passes by
+    construction (the references are checked against their tests in tests/test_code_task.py), and
+    one in the task's little list language is evaluated by `list_score` without running it (the
+    sandbox costs ~10 ms a candidate, most of a code cell's time; a student's responses are
+    almost all in the language).
     """
 
     name = "code"
@@ -140,6 +247,8 @@ class CodeTask(Task):
                 scores[key] = 0.0
             elif response.strip() == ex.reference:
                 scores[key] = 1.0
+            elif (score := list_score(response, key[1])) is not None:
+                scores[key] = score
             else:
                 scores[key] = None
                 to_run.append(key)
