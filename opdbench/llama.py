@@ -1,16 +1,15 @@
 """Llama in plain torch: the tiny tier's fast path, numerically the Hugging Face architecture.
 
-At the zoo's size (width 48, 4 layers, 151 tokens) a forward pass costs per operation, not per
-FLOP: transformers' `LlamaForCausalLM` spends most of a decoding step in Python (mask builders,
-cache objects, hooks) and importing its modeling code takes ~6 s (it pulls in sklearn, scipy and
-torch._dynamo). This module is the same arithmetic in few ops (one fused QKV matmul, one fused
-gate/up matmul, RoPE from a table) and loads a `save_pretrained` folder with `safetensors` alone,
-under the same parameter names, so a checkpoint and its state_dict mean the same to both.
-`tests/test_llama.py` checks logits and gradients against transformers.
+At the zoo's size (width 48, 4 layers, 151 tokens) transformers' `LlamaForCausalLM` spends much
+of a step on per-call overhead (mask builders, cache objects), and importing its modeling code
+takes ~6 s (it pulls in sklearn, scipy and torch._dynamo). This module is the same arithmetic, in
+the same order, in fewer ops (one fused QKV matmul, one fused gate/up matmul, RoPE from a table),
+and loads a `save_pretrained` folder with `safetensors` alone, under the same parameter names.
+`tests/test_llama.py` checks tokens, logits and gradients against transformers.
 
-It also lets a batch share work that transformers would repeat: `Prefix` holds the keys and values
-of each distinct prompt once, and every sampled response attends to its prompt's entry (prefix
-sharing), with or without gradient.
+What a forward pass attends to is its context: `Prompts` (a prefill of distinct prompts, which
+keeps their keys and values), `Prefix` (rows continuing those prompts: the learner's and teachers'
+passes, each prompt computed once however many samples it has) or `Cache` (decoding).
 
 Covered: `model_type: llama`, default RoPE, SiLU MLP, no biases, grouped-query attention, tied or
 untied embeddings. Anything else (Qwen, rope scaling, ...) loads through transformers instead
@@ -161,8 +160,8 @@ class Prefix:
 
 
 class Cache:
-    """Decoding: per layer one preallocated buffer per row, its prompt's keys and values copied in
-    first, then each new token written in place (no re-allocation per token)."""
+    """Decoding, one token a step: per layer one preallocated buffer per row, its prompt's keys and
+    values copied in first, then each new token written in place (no re-allocation per token)."""
 
     def __init__(self, prompts: Prompts, source_B: torch.Tensor, capacity: int):
         self.length = prompts.mask_G_P.shape[1]  # filled columns
@@ -176,17 +175,13 @@ class Cache:
         allowed[:, :self.length] = prompts.mask_G_P.bool()[source_B]
         self.bias = _bias(allowed, prompts.dtype)[:, None, None]  # a row's own tokens are all visible
 
-    def attend(self, layer, q, k, v):
+    def attend(self, layer, q, k, v):  # one new token per row
         bk, bv = self.buffers[layer]
-        end = self.length + k.shape[2]
+        end = self.length + 1
         bk[:, :, self.length:end], bv[:, :, self.length:end] = k, v
         if layer == len(self.buffers) - 1:
             self.length = end
-        bias = self.bias[..., :end]
-        if k.shape[2] > 1:  # several new tokens: causal among themselves
-            T = k.shape[2]
-            bias = bias + _bias(torch.ones(T, end, dtype=torch.bool, device=q.device).tril(end - T), bias.dtype)
-        return attention(q, bk[:, :, :end], bv[:, :, :end], bias)
+        return attention(q, bk[:, :, :end], bv[:, :, :end], self.bias[..., :end])
 
     def keep(self, rows: torch.Tensor) -> None:
         """Drop every row but these (rows that stopped no longer decode)."""

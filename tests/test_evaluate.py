@@ -48,3 +48,20 @@ def test_evaluate_is_deterministic_and_bounded(tiny_model, tokenizer, math_task)
     assert set(a) == {"mean@2", "best@2"}
     assert 0.0 <= a["mean@2"] <= a["best@2"] <= 1.0
     assert len(samples) == 12
+
+
+def test_memoized_evaluations_come_back_only_for_the_same_key(tmp_path):
+    from opdbench.evaluate import memoized
+
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or {"mean@8": value}
+
+    key = {"model": {"model.safetensors": "abc"}, "eval": {"seed": 0}}
+    assert memoized(str(tmp_path), key, compute(0.5)) == ({"mean@8": 0.5}, False)
+    assert memoized(str(tmp_path), key, compute(0.9)) == ({"mean@8": 0.5}, True)  # not recomputed
+    assert memoized(str(tmp_path), {**key, "eval": {"seed": 1}}, compute(0.7)) == ({"mean@8": 0.7}, False)
+    assert memoized(None, key, compute(0.1)) == ({"mean@8": 0.1}, False)  # no cache: always computed
+    assert memoized(str(tmp_path), None, compute(0.2)) == ({"mean@8": 0.2}, False)  # nothing to key on
+    assert calls == [0.5, 0.7, 0.1, 0.2]

@@ -63,7 +63,7 @@ def test_fused_and_whole_batch_feedback_agree(tmp_path, tiny_checkpoint, monkeyp
 def test_train_writes_a_complete_deterministic_cell(tmp_path, tiny_checkpoint):
     summaries = []
     for name in ("a", "b"):
-        cfg = load_config(smoke_overrides(tmp_path / name, tiny_checkpoint, seed=3))
+        cfg = load_config(smoke_overrides(tmp_path / name, tiny_checkpoint, seed=3) + [f"eval.cache_dir={tmp_path}/cache"])
         summaries.append(train(cfg))
     cells = [results.cell_dir(tmp_path / n / "runs", "default", "k1", "math", 3) for n in ("a", "b")]
     for cell in cells:
@@ -75,6 +75,9 @@ def test_train_writes_a_complete_deterministic_cell(tmp_path, tiny_checkpoint):
     for key in ("kl_k1", "kl_k3", "grad_norm", "entropy", "drift", "tokens", "eval/mean@8", "eval/best@8"):
         assert key in rows[1] and rows[1][key] == rows[1][key]  # present and not NaN
     assert summaries[0]["mean@8"] == summaries[1]["mean@8"]
+    # evaluations of unchanged checkpoints are memoized, with the same bytes: here the teacher and
+    # the student are one checkpoint, so even the first run's step 0 is the teacher's evaluation
+    assert summaries[0]["cached_evals"] == ["step0"] and summaries[1]["cached_evals"] == ["teacher", "step0"]
     prov = json.loads((cells[0] / "provenance.json").read_text())
     assert len(prov["config_sha256"]) == 64 and prov["packages"]["torch"].startswith("2.13")
 

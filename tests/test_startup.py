@@ -1,0 +1,22 @@
+"""A plain `opdbench train` imports only what a cell uses: start-up is paid by every cell of a
+sweep (transformers' modeling code alone pulled in sklearn, scipy and torch._dynamo: ~6 s)."""
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("sklearn", "scipy", "lm_eval", "ray", "pandas", "datasets", "matplotlib", "accelerate",
+         "transformers.models.llama.modeling_llama", "transformers.models.auto.modeling_auto")
+
+
+def test_a_tiny_tier_cell_imports_no_heavy_library():
+    script = ("import sys, json\n"
+              "from opdbench.conf import load_config\n"
+              "from opdbench import trainer\n"
+              "run = trainer.prepare(load_config(['budget=smoke', 'method=k1']))\n"
+              "trainer.train_step(run, __import__('torch').optim.AdamW(run.student.parameters()), "
+              "run.task.examples('train')[:2], [0, 1], __import__('torch').Generator().manual_seed(0), 0.0)\n"
+              f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
