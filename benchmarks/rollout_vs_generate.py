@@ -1,6 +1,6 @@
 """Rollout throughput: opdbench's sampler against transformers' own `generate` on the same work.
 
-Both sample one training step's rollout (the default batch: 64 math prompts x 2 samples, up to
+Both sample one training step's rollout (the default batch: 64 math prompts x 4 samples, up to
 the task's 48 new tokens, temperature 1, no top-p) from the zoo student on one CPU thread:
 
 - `opdbench`: `rollout.hf.sample` on opdbench's native Llama (what `opdbench train` runs);
@@ -11,7 +11,7 @@ the task's 48 new tokens, temperature 1, no top-p) from the zoo student on one C
 Throughput counts the tokens a response keeps (up to and including EOS), the same for both.
 Repeats alternate between contenders, so both see the same machine load; the median is reported.
 
-    python benchmarks/rollout_vs_generate.py [--threads 1] [--repeats 5] [--samples 2] [--out results/bench/rollout.json]
+    python benchmarks/rollout_vs_generate.py [--threads 1] [--repeats 5] [--samples 4] [--out results/bench/rollout.json]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("results/bench/rollout.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
