@@ -116,18 +116,17 @@ def _step(statement):
     if not (_is_name(loop.target, "v") and _is_name(loop.iter, "xs") and not loop.is_async and len(loop.ifs) <= 1
             and element is not None):
         return None
-    keep = lambda v: True  # noqa: E731
-    if loop.ifs:
-        test = loop.ifs[0]
-        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _COMPARISONS
-                and _int(test.comparators[0]) is not None):
-            return None
-        left = _value_of_v(test.left)
-        if left is None:
-            return None
-        compare, k = _COMPARISONS[type(test.ops[0])], _int(test.comparators[0])
-        keep = lambda v: compare(left(v), k)  # noqa: E731
-    return "assign", lambda xs: [element(v) for v in xs if keep(v)]
+    if not loop.ifs:
+        return "assign", lambda xs: [element(v) for v in xs]
+    test = loop.ifs[0]
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _COMPARISONS
+            and _int(test.comparators[0]) is not None):
+        return None
+    left = _value_of_v(test.left)
+    if left is None:
+        return None
+    compare, k = _COMPARISONS[type(test.ops[0])], _int(test.comparators[0])
+    return "assign", lambda xs: [element(v) for v in xs if compare(left(v), k)]
 
 
 def list_score(body: str, tests) -> float | None:
