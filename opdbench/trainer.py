@@ -29,7 +29,7 @@ from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
 from .feedback.shaping import SHAPINGS
 from .feedback.support import StudentTokens
-from .policy import masked_mean, response_logits, token_logp
+from .policy import entropy, masked_mean, response_logits, token_logp
 from .rollout import BACKENDS, Rollout, hf, pad_responses
 from .tasks import Task, make_task
 from .teachers import ENSEMBLES, NEEDS_FULL, TeacherScores, assign_teachers, combine, micro_batches, score, score_all
@@ -222,7 +222,7 @@ def forward(run: Run, mb: Rollout, teacher: TeacherScores):
         p_full = logp_full.exp()
         signals = {
             "learner_logp_B_R": student.logp_b_r.detach().cpu(),
-            "student_entropy_B_R": -(p_full * logp_full).sum(-1).cpu(),
+            "student_entropy_B_R": entropy(logp_full).cpu(),
             "values_B_R": None if values is None else values.detach().cpu(),
             "token_kl_B_R": None if teacher.logp_full_B_R_V is None else
             (p_full * (logp_full - teacher.logp_full_B_R_V.to(logits.device))).sum(-1).cpu(),

@@ -65,7 +65,8 @@ class _HFDecoder:
 def _hf_kv_cache(model, capacity: int):
     """transformers' Cache with layers that write each new token in place (its DynamicLayer
     re-allocates the whole cache every step with `torch.cat`); None (the model's default) for
-    models that are not plain full attention."""
+    models that are not plain full attention. Defined here, not at module level, so that a cell on
+    opdbench's own Llama never imports transformers' cache code."""
     from transformers.cache_utils import Cache, DynamicLayer
 
     class PreallocatedLayer(DynamicLayer):
