@@ -1,6 +1,9 @@
 """The `opdbench` command.
 
     opdbench train method=k1 task=math seed=0 [Hydra overrides ...]
+    opdbench train -m method=k1,k3_naive seed=0,1,2      (a quick local sweep, one cell after another)
+    opdbench sweep suite=core [sweep.ray_address=auto] [sweep.cpus_per_cell=1] [overrides ...]
+    opdbench leaderboard [suite=core]
     opdbench eval [--harness opdbench|lm-eval] model=zoo:teacher task=math [eval.num_prompts=...]
     opdbench export lm-eval [TASK ...] [--out DIR] [--tokenizer SPEC]
     opdbench zoo build | zoo check
@@ -11,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import signal
@@ -40,12 +44,32 @@ def _table(rows: list[tuple[str, ...]], numbers: bool = True) -> str:
                                for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows)
 
 
+def multirun(overrides: list[str]) -> list[list[str]]:
+    """Hydra's sweep syntax (`seed=0,1,2`, `method=k1,k3_naive`, `seed=range(3)`), parsed by Hydra's
+    own override parser and expanded to the cartesian product, in order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise OpdbenchError(f"bad override: {str(err).splitlines()[0]}") from err
+    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+               else [o.input_line] for o in parsed]
+    return [list(combo) for combo in itertools.product(*choices)]
+
+
 def cmd_train(args) -> None:
     from .conf import load_config
     from .trainer import train
 
-    cfg = load_config(args.overrides)
-    s = train(cfg)
+    runs = multirun(args.overrides) if args.multirun else [args.overrides]
+    configs = [load_config(o) for o in runs]  # every cell's config checked before the first trains
+    for cfg in configs:
+        _report_cell(train(cfg))
+
+
+def _report_cell(s: dict) -> None:
     k = cfg.eval.k
     rows = [("", f"mean@{k}", f"best@{k}"),
             ("student, step 0", f"{s[f'step0_mean@{k}']:.3f}", f"{s[f'step0_best@{k}']:.3f}"),
@@ -55,6 +79,48 @@ def cmd_train(args) -> None:
     print(f"\n{s['method']} on {s['task']}, seed {s['seed']}: {s['steps']} steps in {s['wall_s']:.1f} s")
     print(_table(rows))
     print(f"results: {s['path']}")
+
+
+def _split(overrides: list[str], prefix: str) -> tuple[dict[str, str], list[str]]:
+    """`prefix.key=value` overrides as a dict, and the rest."""
+    own, rest = {}, []
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if key.startswith(prefix) and sep:
+            own[key[len(prefix):]] = value
+        else:
+            rest.append(o)
+    return own, rest
+
+
+SWEEP_OPTIONS = {"ray_address": str, "num_cpus": int, "cpus_per_cell": float, "gpus_per_cell": float}
+
+
+def cmd_sweep(args) -> None:
+    from .sweep import suite_names, sweep
+
+    options, rest = _split(args.overrides, "sweep.")
+    suites = [o.partition("=")[2] for o in rest if o.startswith("suite=")]
+    rest = [o for o in rest if not o.startswith("suite=")]
+    suite = suites[-1] if suites else None
+    if not suite:
+        raise OpdbenchError(f"name a suite: opdbench sweep suite=NAME (one of {', '.join(suite_names())})")
+    unknown = set(options) - set(SWEEP_OPTIONS)
+    if unknown:
+        raise OpdbenchError(f"unknown sweep option {sorted(unknown)[0]!r}; valid: {', '.join(SWEEP_OPTIONS)}")
+    try:
+        kwargs = {k: SWEEP_OPTIONS[k](v) for k, v in options.items()}
+    except ValueError as err:
+        raise OpdbenchError(f"bad sweep option: {err}") from err
+    start = time.perf_counter()
+    report = sweep(suite, rest, **kwargs)
+    print(f"sweep {suite}: {report['cells']} cells, {report['skipped']} already complete, "
+          f"{report['ran']} ran, {len(report['failed'])} failed, in {time.perf_counter() - start:.0f} s")
+    if report["failed"]:
+        for name, error in report["failed"]:
+            print(f"  failed: {name}: {error}", file=sys.stderr)
+        raise OpdbenchError(f"{len(report['failed'])} cell(s) failed; their errors are in "
+                            f"<results_dir>/{suite}/**/seed=*.failed.json; run the sweep again to retry them")
 
 
 def cmd_bench(args) -> None:
@@ -208,8 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="opdbench", description="On-policy distillation benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one cell: opdbench train method=k1 task=math seed=0 [overrides]")
+    p.add_argument("-m", "--multirun", action="store_true",
+                   help="Hydra multirun: expand comma-separated values (seed=0,1,2) and train every combination")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.lr=5e-4 budget=smoke")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("sweep", help="run a suite's cells as Ray tasks, skipping complete ones: opdbench sweep suite=core",
+                       description="Suites: opdbench/conf/suites/*.yaml. Options: sweep.ray_address=auto (an existing "
+                                   "cluster; default: a local one), sweep.num_cpus=N (local cluster size), "
+                                   "sweep.cpus_per_cell=1, sweep.gpus_per_cell=0. Other overrides apply to every cell.")
+    p.add_argument("overrides", nargs="*", help="suite=NAME, sweep.* options and Hydra overrides for every cell")
+    p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("eval", help="score a model: opdbench eval model=zoo:teacher task=math")
     p.add_argument("--harness", choices=["opdbench", "lm-eval"], default="opdbench",
                    help="opdbench's own sampler (default), or lm-eval's `hf` model on the exported task (offline)")

@@ -69,12 +69,27 @@ def evaluate(model, tokenizer, task, *, split: str = "eval", num_prompts: int = 
     return metrics, samples
 
 
+def score_matrix(samples: list[dict]) -> list[list[float]]:
+    """The samples' scores as prompts x samples, the unit that statistics resample (stats.cell_ci)."""
+    scores: dict[int, dict[int, float]] = {}
+    for record in samples:
+        scores.setdefault(record["prompt_index"], {})[record["sample"]] = record["score"]
+    return [[row[j] for j in sorted(row)] for _, row in sorted(scores.items())]
+
+
+# Modules that read results but never produce them: editing them changes no cell.
+NOT_IN_RESULTS = ("cli.py", "bench.py", "sweep.py", "lm_eval_export.py", "report/")
+
+
 def code_fingerprint() -> str:
-    """sha256 of opdbench's own source: any change to how a model samples or a task scores
-    invalidates every memoized evaluation."""
+    """sha256 of the opdbench source that produces results: any change to how a model trains,
+    samples or a task scores invalidates every memoized evaluation and marks older cells stale."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + b"\0" + path.read_bytes())
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).as_posix().startswith(NOT_IN_RESULTS):
+            continue
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

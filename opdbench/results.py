@@ -4,7 +4,8 @@
         config.yaml      fully resolved config
         metrics.jsonl    one row per logged step; deterministic (same config and seed → same bytes)
         timing.jsonl     wall-clock seconds per step and phase (kept apart so metrics stay deterministic)
-        samples.jsonl    eval generations with their scores
+        samples.jsonl.gz the final eval's generations with their scores (gzip: ~10x smaller in git)
+        scores.json      the final eval's scores, prompts x samples (what statistics resample)
         provenance.json  git commit, config hash, package versions, zoo checksums
         summary.json     written last: a cell is complete only when it exists
 
@@ -14,6 +15,7 @@ the partial folder is removed, so a folder named `seed=<s>` is always a complete
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -23,6 +25,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+
+
+def method_dir(method: str, variant: str = "") -> str:
+    """A method's folder; a variant (a hyperparameter sweep's overrides) gets its own: `k1@train.lr=5e-4`."""
+    return f"{method}@{variant}" if variant else method
 
 
 def cell_dir(root: str | Path, suite: str, method: str, task: str, seed: int) -> Path:
@@ -37,6 +44,19 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl_gz(path: Path, rows: list[dict]) -> None:
+    text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with gzip.GzipFile(tmp, "wb", mtime=0) as f:  # mtime 0: the same rows give the same bytes
+        f.write(text.encode())
+    os.replace(tmp, path)
+
+
+def read_jsonl_gz(path: Path) -> list[dict]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f]
 
 
 class CellWriter:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import math
 import random
 import sys
 import time
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from . import provenance, results
 from .chat import decode_responses, encode_prompt, encode_response, prefixed, rendering_difference
 from .errors import OpdbenchError
-from .evaluate import evaluate, memoized
+from .evaluate import code_fingerprint, evaluate, memoized, score_matrix
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
 from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
@@ -31,6 +32,7 @@ from .feedback.shaping import SHAPINGS
 from .feedback.support import StudentTokens
 from .policy import entropy, masked_mean, response_logits, token_logp
 from .rollout import BACKENDS, Rollout, hf, pad_responses
+from .stats import area_under_curve
 from .tasks import Task, make_task
 from .teachers import ENSEMBLES, NEEDS_FULL, TeacherScores, assign_teachers, combine, micro_batches, score, score_all
 from .zoo import DTYPES, checksums, hidden_size, load_model, load_tokenizer, resolve
@@ -146,7 +148,7 @@ def prepare(cfg: DictConfig) -> Run:
         value_head = torch.nn.Linear(hidden_size(student), 1)
         torch.nn.init.zeros_(value_head.weight), torch.nn.init.zeros_(value_head.bias)
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
-    cell = results.cell_dir(cfg.results_dir, cfg.suite, m.name, cfg.task.name, cfg.seed)
+    cell = results.cell_dir(cfg.results_dir, cfg.suite, results.method_dir(m.name, cfg.variant), cfg.task.name, cfg.seed)
     return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell,
                student_spec, teacher_specs)
 
@@ -415,8 +417,8 @@ def _eval(run: Run, model, progress: bool) -> tuple[dict, list[dict]]:
 
 
 def _eval_checkpoint(run: Run, model, spec: str, progress: bool) -> tuple[dict, bool]:
-    """The metrics of a model that is still exactly its checkpoint (the teacher; the student at
-    step 0), memoized by checkpoint checksums, task, eval settings, code and thread count."""
+    """{"metrics", "scores"} of a model that is still exactly its checkpoint (the teacher; the
+    student at step 0), memoized by checkpoint checksums, task, eval settings, code and threads."""
     e = run.cfg.eval
     folder = Path(resolve(spec))
     key = None
@@ -424,7 +426,11 @@ def _eval_checkpoint(run: Run, model, spec: str, progress: bool) -> tuple[dict, 
         key = {"model": checksums(folder), "dtype": str(next(model.parameters()).dtype),
                "task": OmegaConf.to_container(run.cfg.task, resolve=True),
                "eval": {f: e[f] for f in ("num_prompts", "n", "k", "temperature", "top_p", "seed", "batch_size")}}
-    return memoized(e.cache_dir or None, key, lambda: _eval(run, model, progress)[0])
+    def compute() -> dict:
+        metrics, samples = _eval(run, model, progress)
+        return {"metrics": metrics, "scores": score_matrix(samples)}
+
+    return memoized(e.cache_dir or None, key, compute)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -446,16 +452,18 @@ def train(cfg: DictConfig) -> dict:
     with results.CellWriter(run.cell) as cell:
         results.write_atomic(cell.path("config.yaml"), config_yaml)
         results.write_json(cell.path("provenance.json"), provenance.collect(
-            config_hash=hashlib.sha256(config_yaml.encode()).hexdigest(),
+            config_hash=hashlib.sha256(config_yaml.encode()).hexdigest(), code_hash=code_fingerprint(),
             models=[cfg.models.student, *(cfg.method.teachers or cfg.models.teachers)]))
         cached = []  # which evaluations were memoized (see _eval_checkpoint)
         teacher_eval = {}
         if cfg.eval.teacher_reference:
             teacher_eval, hit = _eval_checkpoint(run, run.teachers[-1], run.teacher_specs[-1], cfg.progress)
+            teacher_eval = teacher_eval["metrics"]
             cached += ["teacher"] * hit
         step0, hit = _eval_checkpoint(run, run.student, run.student_spec, cfg.progress)
         cached += ["step0"] * hit
-        curve = [(0, step0[f"mean@{k}"])]
+        step0, final_scores = step0["metrics"], step0["scores"]
+        curve = [(0, step0)]
         cell.append("metrics.jsonl", {"step": 0, **{f"eval/{m}": v for m, v in step0.items()}})
         cell.append("timing.jsonl", {"step": 0, "wall_s": round(time.perf_counter() - start, 3)})
 
@@ -467,10 +475,14 @@ def train(cfg: DictConfig) -> dict:
             row, timing = train_step(run, optimizer, [pool[i] for i in chosen], chosen, generator,
                                      progress=(step - 1) / steps)
             warmup.step()
+            if not math.isfinite(row["loss"]):  # fail the cell now: NaN weights would only score 0
+                raise OpdbenchError(f"training diverged: the loss is {row['loss']} at step {step} "
+                                    f"({cfg.method.name} on {cfg.task.name}, seed {cfg.seed})")
             row, timing = {"step": step, **row}, {"step": step, **timing}
             if step % cfg.eval.every == 0 or step == steps:
                 final, samples = _eval(run, run.student, False)
-                curve.append((step, final[f"mean@{k}"]))
+                final_scores = score_matrix(samples)
+                curve.append((step, final))
                 row.update({f"eval/{m}": v for m, v in final.items()})
             timing["wall_s"] = time.perf_counter() - start
             cell.append("metrics.jsonl", row)
@@ -478,14 +490,19 @@ def train(cfg: DictConfig) -> dict:
             bar.set_postfix(kl=f"{row['kl_k1']:.3f}", score=f"{row['train_score']:.2f}",
                             **({f"mean@{k}": f"{final[f'mean@{k}']:.3f}"} if f"eval/mean@{k}" in row else {}))
 
-        for record in samples:
-            cell.append("samples.jsonl", {"step": steps, **record})
+        # The final eval twice: every generation, compressed (for reading), and the scores alone,
+        # prompts x samples (for statistics: stats.cell_ci resamples prompts).
+        results.write_jsonl_gz(cell.path("samples.jsonl.gz"), [{"step": steps, **r} for r in samples])
+        results.write_json(cell.path("scores.json"), {"step": steps, "k": k, "scores": final_scores})
         summary = {
-            "suite": cfg.suite, "method": cfg.method.name, "task": cfg.task.name, "seed": cfg.seed,
+            "suite": cfg.suite, "method": cfg.method.name, "variant": cfg.variant, "task": cfg.task.name, "seed": cfg.seed,
             "budget": cfg.budget, "steps": steps,
             f"step0_mean@{k}": step0[f"mean@{k}"], f"step0_best@{k}": step0[f"best@{k}"],
             f"mean@{k}": final[f"mean@{k}"], f"best@{k}": final[f"best@{k}"],
-            f"auc_mean@{k}": _area_under(curve),
+            # the best eval after training began (a reference row has only step 0)
+            f"max_mean@{k}": max(m[f"mean@{k}"] for _, m in curve[1:] or curve),
+            f"max_best@{k}": max(m[f"best@{k}"] for _, m in curve[1:] or curve),
+            f"auc_mean@{k}": area_under_curve([s for s, _ in curve], [m[f"mean@{k}"] for _, m in curve]),
             **({f"teacher_mean@{k}": teacher_eval[f"mean@{k}"], f"teacher_best@{k}": teacher_eval[f"best@{k}"]}
                if teacher_eval else {}),
             "wall_s": round(time.perf_counter() - start, 2),
@@ -495,10 +512,3 @@ def train(cfg: DictConfig) -> dict:
         cell.finish(summary)
     return summary
 
-
-def _area_under(curve: list[tuple[int, float]]) -> float:
-    """Mean of the eval curve over training (trapezoids over steps): rewards learning early."""
-    if len(curve) < 2 or curve[-1][0] == 0:
-        return curve[-1][1]
-    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(curve, curve[1:]))
-    return area / curve[-1][0]

@@ -68,13 +68,20 @@ def test_train_writes_a_complete_deterministic_cell(tmp_path, tiny_checkpoint):
     cells = [results.cell_dir(tmp_path / n / "runs", "default", "k1", "math", 3) for n in ("a", "b")]
     for cell in cells:
         assert sorted(p.name for p in cell.iterdir()) == [
-            "config.yaml", "metrics.jsonl", "provenance.json", "samples.jsonl", "summary.json", "timing.jsonl"]
+            "config.yaml", "metrics.jsonl", "provenance.json", "samples.jsonl.gz", "scores.json", "summary.json",
+            "timing.jsonl"]
     assert (cells[0] / "metrics.jsonl").read_bytes() == (cells[1] / "metrics.jsonl").read_bytes()
     rows = [json.loads(line) for line in (cells[0] / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2]
     for key in ("kl_k1", "kl_k3", "grad_norm", "entropy", "drift", "tokens", "eval/mean@8", "eval/best@8"):
         assert key in rows[1] and rows[1][key] == rows[1][key]  # present and not NaN
     assert summaries[0]["mean@8"] == summaries[1]["mean@8"]
+    assert (cells[0] / "samples.jsonl.gz").read_bytes() == (cells[1] / "samples.jsonl.gz").read_bytes()
+    scores = json.loads((cells[0] / "scores.json").read_text())
+    samples = results.read_jsonl_gz(cells[0] / "samples.jsonl.gz")
+    assert scores["step"] == 2 and len(scores["scores"]) * len(scores["scores"][0]) == len(samples)
+    assert sum(map(sum, scores["scores"])) / len(samples) == pytest.approx(summaries[0]["mean@8"])
+    assert summaries[0]["max_mean@8"] >= summaries[0]["mean@8"]
     # evaluations of unchanged checkpoints are memoized, with the same bytes: here the teacher and
     # the student are one checkpoint, so even the first run's step 0 is the teacher's evaluation
     assert summaries[0]["cached_evals"] == ["step0"] and summaries[1]["cached_evals"] == ["teacher", "step0"]

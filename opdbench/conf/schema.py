@@ -48,9 +48,13 @@ class MethodConfig:
 class TaskConfig:
     name: str = MISSING
     params: dict[str, Any] = field(default_factory=dict)  # passed to the task's constructor
-    # Training steps under the default budget. Tasks learn at different speeds: each gets the steps
-    # in which k1 closes roughly half of its student-teacher gap (DESIGN.md, "Calibrating").
+    # The default budget on this task: steps, and prompts x samples per step. Tasks learn at
+    # different speeds and from different batches: each gets the cheapest budget in which k1 closes
+    # a large share of its student-teacher gap and still separates from k3_naive (DESIGN.md,
+    # "Calibrating"; NOTES.md, "A budget per task").
     steps: int = 75
+    batch_prompts: int = 64
+    samples_per_prompt: int = 4
 
 
 @dataclass
@@ -70,14 +74,14 @@ class RolloutConfig:
     backend: str = "hf"
     temperature: float = 1.0
     top_p: float = 1.0
-    samples_per_prompt: int = 4
+    samples_per_prompt: int = II("task.samples_per_prompt")
     dtype: str = "float32"  # bfloat16 gives a real rollout/learner mismatch on CPU
 
 
 @dataclass
 class TrainConfig:
     steps: int = II("task.steps")  # a budget may fix it for every task (budget=smoke)
-    batch_prompts: int = 64  # × rollout.samples_per_prompt sequences per step (k1 needs ~256: variance)
+    batch_prompts: int = II("task.batch_prompts")  # × rollout.samples_per_prompt sequences per step
     micro_batch: int = 64  # sequences per forward/backward; the loss does not depend on it
     lr: float = 1e-3
     warmup_steps: int = 10  # linear lr warm-up: Adam's first steps are sign-like and full-size
@@ -113,6 +117,7 @@ class Config:
     budget: str = "default"
     seed: int = 0
     suite: str = "default"
+    variant: str = ""  # a sweep's overrides of this cell ("train.lr=5e-4"): results go to <method>@<variant>/
     results_dir: str = "results/runs"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True

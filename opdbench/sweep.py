@@ -1,0 +1,170 @@
+"""`opdbench sweep suite=NAME`: a suite's cells (method × task × seed × overrides) run as Ray tasks.
+
+A suite is `opdbench/conf/suites/NAME.yaml`:
+
+    methods: [k1, k3_naive]     trained on every task, every seed
+    references: [student_base]  scored once per task (seed 0): they do not train, every seed is the same
+    tasks: [math, code]
+    seeds: [0, 1, 2]
+    overrides: []               Hydra overrides for every cell of the suite
+    variants:                   hyperparameter sweeps: more cells of one method, one per override set
+      - {method: k1, tasks: [math], overrides: [[train.lr=5e-4], [train.lr=2e-3]]}
+
+Resuming is free: a cell is complete once its folder holds summary.json (the trainer publishes a
+cell atomically), so a sweep run again runs only what is missing, and a cell killed half-way left
+nothing behind. A failing cell (an exception, a NaN loss) writes `seed=<s>.failed.json` beside its
+folder; the others go on, and the sweep exits non-zero listing the failures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from . import results
+from .conf import CONF_DIR, load_config
+from .errors import OpdbenchError
+
+SUITES_DIR = CONF_DIR / "suites"
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    task: str
+    seed: int
+    overrides: tuple[str, ...] = ()  # a variant's own overrides; its label names its results folder
+
+    @property
+    def variant(self) -> str:
+        return ",".join(self.overrides)
+
+    @property
+    def name(self) -> str:
+        return f"{results.method_dir(self.method, self.variant)}/{self.task}/seed={self.seed}"
+
+    def hydra_overrides(self, suite: str, common: list[str]) -> list[str]:
+        own = [f"variant={self.variant}"] if self.overrides else []
+        return [f"method={self.method}", f"task={self.task}", f"seed={self.seed}", f"suite={suite}",
+                *common, *own, *self.overrides]
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def expand(suite: str) -> tuple[list[Cell], list[str]]:
+    """The suite's cells (longest first: the sweep's makespan is then close to the ideal) and its
+    common overrides."""
+    path = SUITES_DIR / f"{suite}.yaml"
+    if not path.exists():
+        raise OpdbenchError(f"unknown suite {suite!r}; valid: {', '.join(suite_names())}")
+    spec = OmegaConf.to_container(OmegaConf.load(path))
+    unknown = set(spec) - {"methods", "references", "tasks", "seeds", "overrides", "variants"}
+    if unknown:
+        raise OpdbenchError(f"suite {suite}: unknown keys {sorted(unknown)} in {path}")
+    tasks, seeds = spec.get("tasks", []), spec.get("seeds", [0])
+    cells = [Cell(m, t, s) for m, t, s in itertools.product(spec.get("methods", []), tasks, seeds)]
+    cells += [Cell(m, t, seeds[0]) for m, t in itertools.product(spec.get("references", []), tasks)]
+    for v in spec.get("variants", []):
+        for overrides, task, seed in itertools.product(v["overrides"], v.get("tasks", tasks), v.get("seeds", seeds)):
+            cells.append(Cell(v["method"], task, seed, tuple(overrides)))
+    if len(set(cells)) != len(cells):
+        raise OpdbenchError(f"suite {suite}: a cell is listed twice in {path}")
+    return cells, list(spec.get("overrides", []))
+
+
+def _costs(cells: list[Cell], suite: str, common: list[str]) -> dict[Cell, float]:
+    """Tokens each cell may sample in training, for ordering only. Composing every config first also
+    stops a typo in a suite before anything runs. Seeds share a config: one composition each."""
+    costs, by_config = {}, {}
+    for cell in cells:
+        key = (cell.method, cell.task, cell.overrides)
+        if key not in by_config:
+            cfg = load_config(cell.hydra_overrides(suite, common))
+            steps = cfg.train.steps if cfg.method.kind == "train" else 0
+            by_config[key] = ((1 + steps) * cfg.train.batch_prompts * cfg.rollout.samples_per_prompt
+                              * cfg.task.params.get("max_new_tokens", 1))
+        costs[cell] = by_config[key]
+    return costs
+
+
+def run_cell(overrides: list[str]) -> dict:
+    """Train one cell (in a Ray worker). Errors come back as values, with their traceback, so one
+    failing cell is recorded and the sweep goes on."""
+    from .trainer import train
+    try:
+        return {"summary": train(load_config(overrides))}
+    except BaseException as err:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are failures of the cell too
+        return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+
+
+def _failure_path(root: Path, suite: str, cell: Cell) -> Path:
+    folder = results.cell_dir(root, suite, results.method_dir(cell.method, cell.variant), cell.task, cell.seed)
+    return folder.with_name(folder.name + ".failed.json")
+
+
+def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = None, num_cpus: int | None = None,
+          cpus_per_cell: float = 1, gpus_per_cell: float = 0, progress: bool = True) -> dict:
+    """Run every missing cell of `suite`; returns {"cells", "skipped", "ran", "failed": [(name, error)]}."""
+    import ray
+    from tqdm.auto import tqdm
+
+    cells, common = expand(suite)
+    common = [*common, *overrides]
+    probe = load_config([f"suite={suite}", *common])
+    # Workers may run elsewhere (another node, another working directory): give them an absolute root.
+    root = Path(probe.results_dir).expanduser().resolve()
+    threads = max(1, int(cpus_per_cell))
+    common = [*common, f"results_dir={root}", f"threads={threads}", "progress=false"]
+    complete = {c for c in cells if (results.cell_dir(root, suite, results.method_dir(c.method, c.variant),
+                                                      c.task, c.seed) / "summary.json").exists()}
+    todo = [c for c in cells if c not in complete]
+    costs = _costs(todo, suite, common)
+    todo.sort(key=lambda c: -costs[c])
+    report = {"cells": len(cells), "skipped": len(complete), "ran": 0, "failed": []}
+    if not todo:
+        return report
+
+    ray.init(address=ray_address, num_cpus=None if ray_address else (num_cpus or os.cpu_count()),
+             include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_cell, 1e-9)))
+        task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
+        pending = {task.remote(c.hydra_overrides(suite, common)): c for c in todo}
+        bar = tqdm(total=len(cells), initial=len(complete), desc=f"sweep {suite}", unit="cell",
+                   disable=not progress, dynamic_ncols=True)
+        bar.set_postfix_str(f"running {min(slots, len(pending))}, failed 0")
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayError as err:  # the worker itself died (out of memory, a signal)
+                outcome = {"error": f"{type(err).__name__}: {str(err).splitlines()[0]}", "traceback": str(err)}
+            failure = _failure_path(root, suite, cell)
+            if "error" in outcome:
+                failure.parent.mkdir(parents=True, exist_ok=True)
+                results.write_json(failure, {"cell": cell.name, "overrides": cell.hydra_overrides(suite, common),
+                                             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **outcome})
+                report["failed"].append((cell.name, outcome["error"]))
+            else:
+                failure.unlink(missing_ok=True)
+                report["ran"] += 1
+            bar.update(1)
+            bar.set_postfix_str(f"running {min(slots, len(pending))}, failed {len(report['failed'])}")
+        bar.close()
+    finally:
+        ray.shutdown()
+    return report
+
+
+def read_failures(root: str | Path, suite: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(root).glob(f"{suite}/*/*/seed=*.failed.json"))]
