@@ -3,7 +3,7 @@
     opdbench train method=k1 task=math seed=0 [Hydra overrides ...]
     opdbench train -m method=k1,k3_naive seed=0,1,2      (a quick local sweep, one cell after another)
     opdbench sweep suite=core [sweep.ray_address=auto] [sweep.cpus_per_cell=1] [overrides ...]
-    opdbench leaderboard [suite=core]
+    opdbench leaderboard [--suite quick] [--root results/runs] [--out results]
     opdbench eval [--harness opdbench|lm-eval] model=zoo:teacher task=math [eval.num_prompts=...]
     opdbench export lm-eval [TASK ...] [--out DIR] [--tokenizer SPEC]
     opdbench zoo build | zoo check
@@ -66,11 +66,10 @@ def cmd_train(args) -> None:
     runs = multirun(args.overrides) if args.multirun else [args.overrides]
     configs = [load_config(o) for o in runs]  # every cell's config checked before the first trains
     for cfg in configs:
-        _report_cell(train(cfg))
+        _report_cell(train(cfg), cfg.eval.k)
 
 
-def _report_cell(s: dict) -> None:
-    k = cfg.eval.k
+def _report_cell(s: dict, k: int) -> None:
     rows = [("", f"mean@{k}", f"best@{k}"),
             ("student, step 0", f"{s[f'step0_mean@{k}']:.3f}", f"{s[f'step0_best@{k}']:.3f}"),
             (f"student, step {s['steps']}", f"{s[f'mean@{k}']:.3f}", f"{s[f'best@{k}']:.3f}")]
@@ -115,12 +114,22 @@ def cmd_sweep(args) -> None:
     start = time.perf_counter()
     report = sweep(suite, rest, **kwargs)
     print(f"sweep {suite}: {report['cells']} cells, {report['skipped']} already complete, "
-          f"{report['ran']} ran, {len(report['failed'])} failed, in {time.perf_counter() - start:.0f} s")
+          f"{report['ran']} ran, {len(report['failed'])} failed, on {len(report['nodes'])} node(s), "
+          f"in {time.perf_counter() - start:.0f} s")
     if report["failed"]:
         for name, error in report["failed"]:
             print(f"  failed: {name}: {error}", file=sys.stderr)
         raise OpdbenchError(f"{len(report['failed'])} cell(s) failed; their errors are in "
                             f"<results_dir>/{suite}/**/seed=*.failed.json; run the sweep again to retry them")
+
+
+def cmd_leaderboard(args) -> None:
+    from .report.leaderboard import write
+
+    start = time.perf_counter()
+    md, csv = write(args.root, args.suite, args.out)
+    print(md.read_text())
+    print(f"wrote {md} and {csv} in {time.perf_counter() - start:.1f} s")
 
 
 def cmd_bench(args) -> None:
@@ -310,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_zoo)
     p = sub.add_parser("methods", help="list the registered baselines")
     p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("leaderboard", help="rebuild results/leaderboard.md and .csv from results/runs/ (no training)")
+    p.add_argument("--suite", default="quick", help="which suite's cells (default: quick, README's main job)")
+    p.add_argument("--root", default="results/runs", help="the results_dir the cells are in (default: results/runs)")
+    p.add_argument("--out", default="results", help="where leaderboard.md and .csv go (default: results)")
+    p.set_defaults(func=cmd_leaderboard)
     p = sub.add_parser("bench", help="seconds per training step of each method, relative to k1")
     p.add_argument("methods", nargs="*", help="baselines to time (default: every training method)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per method, after one warm-up step")

@@ -99,9 +99,11 @@ def _costs(cells: list[Cell], suite: str, common: list[str]) -> dict[Cell, float
 def run_cell(overrides: list[str]) -> dict:
     """Train one cell (in a Ray worker). Errors come back as values, with their traceback, so one
     failing cell is recorded and the sweep goes on."""
+    import ray
+
     from .trainer import train
     try:
-        return {"summary": train(load_config(overrides))}
+        return {"summary": train(load_config(overrides)), "node": ray.get_runtime_context().get_node_id()}
     except BaseException as err:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are failures of the cell too
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
 
@@ -113,7 +115,8 @@ def _failure_path(root: Path, suite: str, cell: Cell) -> Path:
 
 def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = None, num_cpus: int | None = None,
           cpus_per_cell: float = 1, gpus_per_cell: float = 0, progress: bool = True) -> dict:
-    """Run every missing cell of `suite`; returns {"cells", "skipped", "ran", "failed": [(name, error)]}."""
+    """Run every missing cell of `suite`; returns {"cells", "skipped", "ran", "failed": [(name, error)],
+    "nodes": the Ray nodes that ran them}."""
     import ray
     from tqdm.auto import tqdm
 
@@ -129,11 +132,12 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     todo = [c for c in cells if c not in complete]
     costs = _costs(todo, suite, common)
     todo.sort(key=lambda c: -costs[c])
-    report = {"cells": len(cells), "skipped": len(complete), "ran": 0, "failed": []}
+    report = {"cells": len(cells), "skipped": len(complete), "ran": 0, "failed": [], "nodes": set()}
     if not todo:
         return report
 
-    ray.init(address=ray_address, num_cpus=None if ray_address else (num_cpus or os.cpu_count()),
+    # "local": a new cluster of our own, even when another is running on this machine.
+    ray.init(address=ray_address or "local", num_cpus=None if ray_address else (num_cpus or os.cpu_count()),
              include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_cell, 1e-9)))
@@ -158,6 +162,7 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
             else:
                 failure.unlink(missing_ok=True)
                 report["ran"] += 1
+                report["nodes"].add(outcome["node"])
             bar.update(1)
             bar.set_postfix_str(f"running {min(slots, len(pending))}, failed {len(report['failed'])}")
         bar.close()

@@ -468,6 +468,7 @@ def train(cfg: DictConfig) -> dict:
         cell.append("timing.jsonl", {"step": 0, "wall_s": round(time.perf_counter() - start, 3)})
 
         final, samples = step0, []
+        tokens = 0  # response tokens trained on; every teacher scores each of them
         bar = tqdm(range(1, steps + 1), desc=f"{cfg.method.name}/{cfg.task.name}/seed={cfg.seed}",
                    disable=not cfg.progress, dynamic_ncols=True)
         for step in bar:
@@ -479,6 +480,7 @@ def train(cfg: DictConfig) -> dict:
                 raise OpdbenchError(f"training diverged: the loss is {row['loss']} at step {step} "
                                     f"({cfg.method.name} on {cfg.task.name}, seed {cfg.seed})")
             row, timing = {"step": step, **row}, {"step": step, **timing}
+            tokens += row["tokens"]
             if step % cfg.eval.every == 0 or step == steps:
                 final, samples = _eval(run, run.student, False)
                 final_scores = score_matrix(samples)
@@ -505,6 +507,7 @@ def train(cfg: DictConfig) -> dict:
             f"auc_mean@{k}": area_under_curve([s for s, _ in curve], [m[f"mean@{k}"] for _, m in curve]),
             **({f"teacher_mean@{k}": teacher_eval[f"mean@{k}"], f"teacher_best@{k}": teacher_eval[f"best@{k}"]}
                if teacher_eval else {}),
+            "student_tokens": tokens, "teacher_tokens": tokens * len(run.teachers) if steps else 0,
             "wall_s": round(time.perf_counter() - start, 2),
             "cached_evals": cached,
             "path": str(run.cell),

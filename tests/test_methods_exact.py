@@ -604,3 +604,10 @@ def test_assign_teachers():
     c = assign_teachers("random", 64, K_TEACHERS, torch.Generator().manual_seed(124))
     assert a == b and a != c
     assert set(a) <= set(range(K_TEACHERS)) and len(set(a)) == K_TEACHERS
+
+
+def test_every_affine_identity_the_leaderboard_relies_on():
+    from opdbench.feedback.shaping import AFFINE
+    log_r = torch.linspace(-4, 4, 101, dtype=torch.float64)
+    for name, (params, other, scale, shift) in AFFINE.items():
+        close(SHAPINGS[name](log_r, **params), scale * SHAPINGS[other](log_r) + shift, atol=1e-10, rtol=1e-12)

@@ -120,3 +120,14 @@ def amari_alpha(log_r: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
 def tv(log_r: torch.Tensor) -> torch.Tensor:
     """Total variation, f = 1/2 |r - 1|: -1/2 sign(r - 1) (a subgradient; 0 at r = 1)."""
     return -0.5 * torch.sign(log_r)
+
+
+# Shapings that are a positive affine map of another for every r: A = scale * A_other + shift.
+# Whitening removes both, so such methods are the same run under it; with scale 1 and no whitening
+# they have the same expected gradient (a constant is a baseline). The leaderboard marks them.
+# name: (its params that must match, the other shaping, scale, shift); tests check each identity.
+AFFINE = {
+    "tsallis": ({"alpha": 0.5}, "hellinger", 2.0, 1.0),
+    "k3_corrected": ({}, "k1", 1.0, -1.0),
+    "reverse_kl": ({}, "k1", 1.0, -1.0),
+}

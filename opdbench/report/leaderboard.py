@@ -1,0 +1,236 @@
+"""`opdbench leaderboard`: results/leaderboard.md and .csv, rebuilt from results/runs/ without training.
+
+One row per method (a sweep's variant is its own row). Per task: mean@k and best@k over seeds with
+95 % bootstrap intervals that resample seeds and, within each seed, eval prompts (stats.cell_ci);
+across tasks: the IQM of every run's final mean@k (stratified bootstrap); against k1: the
+probability of improvement. A cell whose inputs changed since it ran (its config, a checkpoint,
+the code that produces results) is marked stale in its row, never mixed in silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from .. import results, stats
+from ..conf import load_config
+from ..errors import OpdbenchError
+from ..evaluate import best_at_k, code_fingerprint
+from ..feedback.shaping import AFFINE
+from ..zoo import manifest
+
+BASELINE = "k1"
+# Keys of a resolved config that say where and how fast a cell ran, not what it computed.
+RUN_KEYS = ("results_dir", "threads", "progress", "eval.cache_dir", "seed")
+TASK_ORDER = ("math", "code", "dialogue")
+
+
+@dataclass
+class Cell:
+    path: Path
+    summary: dict
+    config: dict
+    provenance: dict
+    scores_P_N: np.ndarray
+    stale: list[str] = field(default_factory=list)  # what changed since the cell ran
+
+    @property
+    def row(self) -> str:
+        return results.method_dir(self.summary["method"], self.summary.get("variant", ""))
+
+
+def _strip(config: dict) -> dict:
+    config = json.loads(json.dumps(config))
+    for key in RUN_KEYS:
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return config
+
+
+def load_cells(root: Path, suite: str) -> list[Cell]:
+    cells = []
+    for summary_path in sorted(Path(root, suite).glob("*/*/seed=*/summary.json")):
+        folder = summary_path.parent
+        scores_path = folder / "scores.json"
+        if not scores_path.exists():
+            raise OpdbenchError(f"{folder} has no scores.json (written by opdbench since session 8): "
+                                f"rerun the cell, e.g. with `opdbench sweep suite={suite}`")
+        cells.append(Cell(folder, json.loads(summary_path.read_text()),
+                          OmegaConf.to_container(OmegaConf.load(folder / "config.yaml")),
+                          json.loads((folder / "provenance.json").read_text()),
+                          np.asarray(json.loads(scores_path.read_text())["scores"], dtype=float)))
+    return cells
+
+
+def mark_stale(cells: list[Cell], suite: str) -> None:
+    """Compare each cell's inputs with what the same command would use now."""
+    from ..sweep import SUITES_DIR, expand
+
+    suite_cells = {}
+    if (SUITES_DIR / f"{suite}.yaml").exists():
+        planned, common = expand(suite)
+        suite_cells = {c.name: c.hydra_overrides(suite, common) for c in planned}
+    code, zoo = code_fingerprint(), manifest().get("models", {})
+    now_by_key: dict[tuple, dict] = {}
+    for cell in cells:
+        s = cell.summary
+        name = f"{cell.row}/{s['task']}/seed={s['seed']}"
+        overrides = suite_cells.get(name, [f"method={s['method']}", f"task={s['task']}", f"seed={s['seed']}",
+                                           f"suite={suite}", f"budget={s['budget']}"])
+        key = (cell.row, s["task"])
+        if key not in now_by_key:
+            try:
+                now_by_key[key] = _strip(OmegaConf.to_container(load_config(overrides), resolve=True))
+            except OpdbenchError:
+                now_by_key[key] = None  # e.g. a baseline that no longer exists
+        if now_by_key[key] != _strip(cell.config):
+            cell.stale.append("config")
+        for spec, files in cell.provenance.get("models", {}).items():
+            if files is not None and spec.startswith("zoo:") and zoo.get(spec[4:], {}).get("files") != files:
+                cell.stale.append("zoo")
+                break
+        if cell.provenance.get("code_sha256") != code:
+            cell.stale.append("code")
+
+
+def equivalences(method_configs: dict[str, dict]) -> dict[str, str]:
+    """Rows that are the same run (or the same expected gradient) as another by construction."""
+    def core(cfg: dict) -> dict:
+        return {k: v for k, v in cfg.items() if k not in ("name", "source")}
+
+    notes = {}
+    rows = sorted(method_configs)
+    for a in rows:
+        ca = core(method_configs[a])
+        for b in rows:
+            cb = core(method_configs[b])
+            if a == b or a in notes:
+                continue
+            if ca == cb and a > b:
+                notes[a] = f"same config as {b}"
+            affine = AFFINE.get(ca.get("shaping"))
+            if affine and all(ca.get("shaping_params", {}).get(p) == v for p, v in affine[0].items()):
+                params, other, scale, shift = affine
+                mapped = {**ca, "shaping": other, "shaping_params": cb.get("shaping_params", {})}
+                if mapped == cb:
+                    if ca.get("whiten", "none") != "none":
+                        notes[a] = f"same run as {b} (A = {scale:g}·A' {shift:+g}; whitening removes it)"
+                    elif scale == 1:
+                        notes[a] = f"same expected gradient as {b} (A = A' {shift:+g}: a baseline)"
+    return notes
+
+
+def _fmt(point: float, lo: float, hi: float) -> str:
+    return f"{point:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def build(root: str | Path = "results/runs", suite: str = "default", seed: int = 0):
+    """(DataFrame of rows, markdown text). `seed` fixes every bootstrap draw."""
+    import pandas as pd
+
+    root = Path(root)
+    cells = load_cells(root, suite)
+    if not cells:
+        raise OpdbenchError(f"no complete cells under {root / suite}: run `opdbench sweep suite={suite}` first")
+    mark_stale(cells, suite)
+    k = cells[0].config["eval"]["k"]
+    tasks = [t for t in TASK_ORDER if any(c.summary["task"] == t for c in cells)]
+    tasks += sorted({c.summary["task"] for c in cells} - set(tasks))
+    by_row: dict[str, dict[str, list[Cell]]] = {}
+    for cell in cells:
+        by_row.setdefault(cell.row, {}).setdefault(cell.summary["task"], []).append(cell)
+
+    def per_prompt(cell: Cell, metric: str) -> np.ndarray:
+        if metric == "mean":
+            return cell.scores_P_N.mean(axis=1)
+        return np.array([best_at_k(list(row), k) for row in cell.scores_P_N])
+
+    def runs_by_task(row: str) -> np.ndarray | None:
+        """runs x tasks of final mean@k (None unless every task has the same number of seeds)."""
+        columns = [[c.summary[f"mean@{k}"] for c in sorted(by_row[row].get(t, []), key=lambda c: c.summary["seed"])]
+                   for t in tasks]
+        if not all(columns) or len({len(c) for c in columns}) != 1:
+            return None
+        return np.array(columns).T
+
+    baseline = runs_by_task(BASELINE) if BASELINE in by_row else None
+    notes = equivalences({row: next(iter(v.values()))[0].config["method"] for row, v in by_row.items()})
+    records = []
+    for row in sorted(by_row, key=lambda r: (r != BASELINE, r)):
+        rng = np.random.default_rng(seed)
+        rec = {"method": row}
+        for t in tasks:
+            group = sorted(by_row[row].get(t, []), key=lambda c: c.summary["seed"])
+            for metric in ("mean", "best"):
+                if group:
+                    point, lo, hi = stats.cell_ci(np.stack([per_prompt(c, metric) for c in group]), rng)
+                else:
+                    point = lo = hi = np.nan
+                rec.update({f"{t} {metric}@{k}": point, f"{t} {metric}@{k} lo": lo, f"{t} {metric}@{k} hi": hi})
+        runs = runs_by_task(row)
+        iqm = stats.stratified_ci(stats.iqm, runs, rng=rng) if runs is not None else (np.nan,) * 3
+        rec.update({"IQM": iqm[0], "IQM lo": iqm[1], "IQM hi": iqm[2]})
+        poi = (stats.stratified_ci(stats.probability_of_improvement, runs, baseline, rng=rng)
+               if runs is not None and baseline is not None and row != BASELINE else (np.nan,) * 3)
+        rec.update({f"P(>{BASELINE})": poi[0], f"P(>{BASELINE}) lo": poi[1], f"P(>{BASELINE}) hi": poi[2]})
+        group = [c for cs in by_row[row].values() for c in cs]
+        rec["seeds"] = len({c.summary["seed"] for c in group})
+        rec["student tokens"] = sum(c.summary.get("student_tokens", 0) for c in group)
+        rec["teacher tokens"] = sum(c.summary.get("teacher_tokens", 0) for c in group)
+        rec["wall s"] = round(sum(c.summary["wall_s"] for c in group), 1)
+        stale = sorted({reason for c in group for reason in c.stale})
+        rec["stale"] = ",".join(stale)
+        rec["note"] = notes.get(row, "")
+        rec["reproduce"] = _command(group, suite)
+        records.append(rec)
+    frame = pd.DataFrame(records)
+    return frame, _markdown(frame, tasks, k, suite, len(cells))
+
+
+def _command(group: list[Cell], suite: str) -> str:
+    """`opdbench train -m` over the row's tasks and seeds (a variant's overrides from its config)."""
+    s = group[0].summary
+    tasks = ",".join(t for t in TASK_ORDER if any(c.summary["task"] == t for c in group))
+    tasks = tasks or ",".join(sorted({c.summary["task"] for c in group}))
+    seeds = ",".join(str(x) for x in sorted({c.summary["seed"] for c in group}))
+    extra = "".join(f" '{o}'" for o in s["variant"].split(",")) if s.get("variant") else ""
+    budget = f" budget={s['budget']}" if s.get("budget", "default") != "default" else ""
+    return f"opdbench train -m method={s['method']} task={tasks} seed={seeds} suite={suite}{budget}{extra}"
+
+
+def _markdown(frame, tasks: list[str], k: int, suite: str, n_cells: int) -> str:
+    head = ["method", *[f"{t} mean@{k}" for t in tasks], *[f"{t} best@{k}" for t in tasks],
+            "IQM mean@" + str(k), f"P(>{BASELINE})", "seeds", "tokens (student / teacher)", "wall", "notes"]
+    lines = [f"Suite `{suite}`: {n_cells} cells. 95 % bootstrap intervals over seeds and eval prompts; "
+             f"IQM over every run of every task; P(>{BASELINE}) = probability of improvement over {BASELINE}.",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    commands = []
+    for _, r in frame.iterrows():
+        def ci(col: str) -> str:
+            return "—" if np.isnan(r[col]) else _fmt(r[col], r[f"{col} lo"], r[f"{col} hi"])
+        notes = [n for n in (r["note"], f"stale: {r['stale']}" if r["stale"] else "") if n]
+        cells = [f"`{r['method']}`", *[ci(f"{t} mean@{k}") for t in tasks], *[ci(f"{t} best@{k}") for t in tasks],
+                 ci("IQM"), ci(f"P(>{BASELINE})"), str(r["seeds"]),
+                 f"{r['student tokens'] / 1e6:.1f}M / {r['teacher tokens'] / 1e6:.1f}M", f"{r['wall s'] / 60:.1f} min",
+                 "; ".join(notes)]
+        lines.append("| " + " | ".join(cells) + " |")
+        commands.append(f"- `{r['method']}`: `{r['reproduce']}`")
+    lines += ["", "Reproduce a row (every task and seed of it, one after another):", "", *commands]
+    return "\n".join(lines) + "\n"
+
+
+def write(root: str | Path = "results/runs", suite: str = "default", out: str | Path = "results") -> tuple[Path, Path]:
+    frame, text = build(root, suite)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    md, csv = out / "leaderboard.md", out / "leaderboard.csv"
+    results.write_atomic(md, text)
+    results.write_atomic(csv, frame.to_csv(index=False))
+    return md, csv

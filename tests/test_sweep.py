@@ -1,0 +1,115 @@
+"""Sweeps: suites expand to cells, Ray runs them, a killed sweep resumes to the same results."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from opdbench import results, sweep
+from opdbench.conf import baseline_files, load_config
+from opdbench.errors import OpdbenchError
+
+REPO = Path(__file__).parents[1]
+
+
+def test_every_suite_expands_to_valid_cells():
+    for name in sweep.suite_names():
+        cells, common = sweep.expand(name)
+        assert cells and len(set(cells)) == len(cells)
+        for cell in {(c.method, c.task, c.overrides): c for c in cells}.values():
+            load_config(cell.hydra_overrides(name, common))  # raises on a typo
+
+
+def test_the_paper_suite_holds_every_training_baseline():
+    cells, _ = sweep.expand("paper")
+    trained = {c.method for c in cells if not c.overrides}
+    assert trained == set(baseline_files())  # references included: student_base, teacher
+    variants = [c for c in cells if c.overrides]
+    assert {c.method for c in variants} == {"k1"} and len({c.overrides for c in variants}) >= 8
+
+
+def test_unknown_suite_is_one_clear_error():
+    with pytest.raises(OpdbenchError, match="unknown suite 'nope'; valid: .*core"):
+        sweep.expand("nope")
+
+
+def test_a_variant_gets_its_own_folder():
+    cell = sweep.Cell("k1", "math", 0, ("train.lr=5e-4",))
+    cfg = load_config(cell.hydra_overrides("s", []))
+    assert cfg.variant == "train.lr=5e-4" and cfg.train.lr == 5e-4
+    assert cell.name == "k1@train.lr=5e-4/math/seed=0"
+
+
+def _cli(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "opdbench.cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _metrics(root: Path) -> dict:
+    return {str(p.parent.relative_to(root)): p.read_bytes() for p in sorted(root.glob("*/*/*/seed=*/metrics.jsonl"))}
+
+
+def test_a_killed_sweep_resumes_with_every_cell_once_and_identical_results(tmp_path):
+    """kill -9 the driver mid-run; rerun; every cell exactly once, bytes equal to an uninterrupted run."""
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    args = ["sweep", "suite=smoke", "seed=1", "progress=false"]
+    proc = _cli(*args, f"results_dir={killed}")
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(killed.glob("smoke/*/*/seed=*/summary.json")):
+        time.sleep(0.2)  # kill once the first cell is complete, the others under way
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(killed.glob("smoke/*/*/seed=*/summary.json")))
+    assert 1 <= done_before < 3
+    time.sleep(2)  # Ray's worker processes follow their dead driver
+    out = _cli(*args, f"results_dir={killed}").communicate()[0]
+    assert f"3 cells, {done_before} already complete, {3 - done_before} ran, 0 failed" in out, out
+    assert _cli(*args, f"results_dir={clean}").wait() == 0
+    summaries = list(killed.glob("smoke/*/*/seed=*/summary.json"))
+    assert len(summaries) == 3 and not list(killed.glob("smoke/*/*/*.partial"))
+    assert _metrics(killed / "smoke") == _metrics(clean / "smoke")
+
+
+def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path, monkeypatch):
+    # train.lr=nan makes k1 and k3_naive diverge at step 1 (a NaN loss); student_base does not train
+    code = subprocess.run([sys.executable, "-m", "opdbench.cli", "sweep", "suite=smoke", "train.lr=nan",
+                           f"results_dir={tmp_path}", "progress=false"], cwd=REPO, capture_output=True, text=True)
+    assert code.returncode == 2, code.stdout + code.stderr
+    assert "2 cell(s) failed" in code.stderr and "training diverged" in code.stderr
+    failures = sweep.read_failures(tmp_path, "smoke")
+    assert sorted(f["cell"] for f in failures) == ["k1/math/seed=0", "k3_naive/math/seed=0"]
+    assert (results.cell_dir(tmp_path, "smoke", "student_base", "math", 0) / "summary.json").exists()
+    assert not (results.cell_dir(tmp_path, "smoke", "k1", "math", 0)).exists()
+
+
+def test_a_sweep_on_a_two_node_ray_cluster():
+    """`ray start --head` + `ray start --address`, one CPU each: the cells land on both nodes."""
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    results_dir = Path(temp) / "runs"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    port = 6390 + os.getpid() % 500
+    try:
+        head = subprocess.run([*ray, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                               "--disable-usage-stats", f"--temp-dir={temp}"], capture_output=True, text=True, env=env)
+        assert head.returncode == 0, head.stdout + head.stderr
+        worker = subprocess.run([*ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
+                                 "--disable-usage-stats"], capture_output=True, text=True, env=env)
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        out = subprocess.run([sys.executable, "-m", "opdbench.cli", "sweep", "suite=smoke", "progress=false",
+                              f"sweep.ray_address=127.0.0.1:{port}", f"results_dir={results_dir}"],
+                             cwd=REPO, capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "3 ran, 0 failed, on 2 node(s)" in out.stdout, out.stdout
+        assert len(list(results_dir.glob("smoke/*/*/seed=*/summary.json"))) == 3
+    finally:
+        # Stop only this cluster's processes (`ray stop` would stop every Ray on the machine):
+        # each one names the session folder under `temp` on its command line.
+        subprocess.run(["pkill", "-9", "-f", temp], capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)
