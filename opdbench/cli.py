@@ -4,6 +4,7 @@
     opdbench train -m method=k1,k3_naive seed=0,1,2      (a quick local sweep, one cell after another)
     opdbench sweep suite=core [sweep.ray_address=auto] [sweep.cpus_per_cell=1] [overrides ...]
     opdbench leaderboard [--suite quick] [--root results/runs] [--out results]
+    opdbench figures [--suite quick] [--root results/runs] [--out results/figures]
     opdbench eval [--harness opdbench|lm-eval] model=zoo:teacher task=math [eval.num_prompts=...]
     opdbench export lm-eval [TASK ...] [--out DIR] [--tokenizer SPEC]
     opdbench zoo build | zoo check
@@ -130,6 +131,13 @@ def cmd_leaderboard(args) -> None:
     md, csv = write(args.root, args.suite, args.out)
     print(md.read_text())
     print(f"wrote {md} and {csv} in {time.perf_counter() - start:.1f} s")
+
+
+def cmd_figures(args) -> None:
+    from .report.figures import write
+
+    for path in write(args.root, args.suite, args.out):
+        print(f"wrote {path}")
 
 
 def cmd_bench(args) -> None:
@@ -324,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default="results/runs", help="the results_dir the cells are in (default: results/runs)")
     p.add_argument("--out", default="results", help="where leaderboard.md and .csv go (default: results)")
     p.set_defaults(func=cmd_leaderboard)
+    p = sub.add_parser("figures", help="paper figures (PNG, PDF) in results/figures/<suite>/ from results/runs/")
+    p.add_argument("--suite", default="quick", help="which suite's cells (default: quick)")
+    p.add_argument("--root", default="results/runs", help="the results_dir the cells are in (default: results/runs)")
+    p.add_argument("--out", default="results/figures", help="output folder (default: results/figures)")
+    p.set_defaults(func=cmd_figures)
     p = sub.add_parser("bench", help="seconds per training step of each method, relative to k1")
     p.add_argument("methods", nargs="*", help="baselines to time (default: every training method)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per method, after one warm-up step")

@@ -116,7 +116,7 @@ def load_metrics(root: str | Path = "results/runs") -> "pd.DataFrame":
         timing_path = path / "timing.jsonl"
         if timing_path.exists():
             metrics = metrics.merge(pd.read_json(timing_path, lines=True), on="step", how="left")
-        for key in ("suite", "method", "task", "seed"):
-            metrics.insert(0, key, summary[key])
+        for key in ("suite", "method", "variant", "task", "seed"):
+            metrics.insert(0, key, summary.get(key, ""))
         frames.append(metrics)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

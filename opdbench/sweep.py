@@ -33,6 +33,7 @@ from .conf import CONF_DIR, load_config
 from .errors import OpdbenchError
 
 SUITES_DIR = CONF_DIR / "suites"
+CELL_KEYS = ("method", "task", "seed", "suite", "variant")  # what a cell sets: not a sweep-wide override
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Cell:
         return f"{results.method_dir(self.method, self.variant)}/{self.task}/seed={self.seed}"
 
     def hydra_overrides(self, suite: str, common: list[str]) -> list[str]:
-        own = [f"variant={self.variant}"] if self.overrides else []
+        own = [f'variant="{self.variant}"'] if self.overrides else []  # quoted: it holds "=" and brackets
         return [f"method={self.method}", f"task={self.task}", f"seed={self.seed}", f"suite={suite}",
                 *common, *own, *self.overrides]
 
@@ -121,6 +122,10 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     from tqdm.auto import tqdm
 
     cells, common = expand(suite)
+    owned = [o for o in overrides if o.partition("=")[0].lstrip("+~") in CELL_KEYS]
+    if owned:
+        raise OpdbenchError(f"{owned[0]!r}: each cell sets {', '.join(CELL_KEYS)} itself; "
+                            f"change them in {SUITES_DIR / suite}.yaml")
     common = [*common, *overrides]
     probe = load_config([f"suite={suite}", *common])
     # Workers may run elsewhere (another node, another working directory): give them an absolute root.

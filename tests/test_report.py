@@ -1,0 +1,72 @@
+"""Leaderboard and figures, built from real (smoke-budget) cells of the shipped zoo."""
+
+import json
+
+import numpy as np
+import pytest
+
+from opdbench import results
+from opdbench.conf import load_config
+from opdbench.report import figures, leaderboard
+from opdbench.trainer import train
+
+
+@pytest.fixture(scope="module")
+def smoke_suite(tmp_path_factory):
+    """The smoke suite's cells (k1 and k3_naive on math, seeds 0-1, and the student), trained in-process."""
+    root = tmp_path_factory.mktemp("runs")
+    for method, seeds in (("k1", (0, 1)), ("k3_naive", (0, 1)), ("student_base", (0,))):
+        for seed in seeds:
+            train(load_config([f"method={method}", "task=math", f"seed={seed}", "suite=smoke", "budget=smoke",
+                               f"results_dir={root}", "progress=false", "threads=1"]))
+    return root
+
+
+def test_leaderboard_rows_intervals_and_commands(smoke_suite):
+    frame, text = leaderboard.build(smoke_suite, "smoke")
+    assert frame["method"].tolist() == ["k1", "k3_naive", "student_base"]  # the yardstick first
+    for _, row in frame.iterrows():
+        for col in ("math mean@8", "math best@8", "IQM"):
+            assert row[f"{col} lo"] <= row[col] <= row[f"{col} hi"]
+        assert row["stale"] == ""  # just ran: nothing changed since
+    k1 = frame.iloc[0]
+    summaries = [json.loads(p.read_text()) for p in smoke_suite.glob("smoke/k1/math/seed=*/summary.json")]
+    assert k1["math mean@8"] == pytest.approx(np.mean([s["mean@8"] for s in summaries]))
+    assert k1["seeds"] == 2 and k1["student tokens"] == sum(s["student_tokens"] for s in summaries) > 0
+    assert np.isnan(k1["P(>k1)"]) and 0 <= frame.iloc[1]["P(>k1)"] <= 1
+    assert "`opdbench train -m method=k1 task=math seed=0,1 suite=smoke budget=smoke`" in text
+    again, _ = leaderboard.build(smoke_suite, "smoke")
+    assert again.equals(frame)  # every bootstrap draw is seeded
+
+
+def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(smoke_suite, root)
+    cell = results.cell_dir(root, "smoke", "k3_naive", "math", 1)
+    prov = json.loads((cell / "provenance.json").read_text())
+    (cell / "provenance.json").write_text(json.dumps({**prov, "code_sha256": "0" * 64}))
+    config = (cell / "config.yaml").read_text()
+    (cell / "config.yaml").write_text(config.replace("lr: 0.001", "lr: 0.002"))
+    frame, text = leaderboard.build(root, "smoke")
+    assert frame.set_index("method").loc["k3_naive", "stale"] == "code,config"
+    assert frame.set_index("method").loc["k1", "stale"] == ""
+    assert "stale: code,config" in text
+
+
+def test_equivalent_rows_are_found_from_their_configs():
+    configs = {m: dict(load_config([f"method={m}"]).method) for m in
+               ("k1", "k3_corrected", "whiten_none", "hellinger", "tsallis", "k3_naive")}
+    notes = leaderboard.equivalences(configs)
+    assert notes["whiten_none"] == "same config as k1"
+    assert notes["k3_corrected"].startswith("same expected gradient as k1")
+    assert "tsallis" not in notes  # unwhitened, scale 2: neither the same run nor the same gradient
+    whitened = {m: {**c, "whiten": "batch"} for m, c in configs.items() if m in ("hellinger", "tsallis")}
+    assert leaderboard.equivalences(whitened)["tsallis"].startswith("same run as hellinger")
+    assert "k3_naive" not in notes
+
+
+def test_figures_are_written(smoke_suite, tmp_path):
+    paths = figures.write(smoke_suite, "smoke", tmp_path)
+    assert sorted(p.name for p in paths) == ["learning_curves.pdf", "learning_curves.png", "train_kl.pdf", "train_kl.png"]
+    assert all(p.stat().st_size > 5000 for p in paths)
