@@ -17,24 +17,26 @@ LEVEL = 0.95  # coverage of every interval
 REPS = 2000  # bootstrap resamples
 
 
-def iqm(scores) -> float:
-    """Interquartile mean: the mean of the middle 50 % of all values (rliable's aggregate; robust
-    to a task or a seed that is an outlier, more efficient than the median)."""
+def iqm(scores_R_M) -> float | np.ndarray:
+    """Interquartile mean of runs x tasks scores: the mean of the middle 50 % of all of them
+    (rliable's aggregate; robust to a task or a seed that is an outlier, more efficient than the
+    median). Leading axes are a batch: (B, R, M) gives B values."""
     from scipy import stats as sps  # here, not at the top: a training cell uses this module without scipy
-    return float(sps.trim_mean(np.asarray(scores, dtype=float).ravel(), proportiontocut=0.25))
+    a = np.atleast_2d(np.asarray(scores_R_M, dtype=float))
+    return sps.trim_mean(a.reshape(*a.shape[:-2], -1), proportiontocut=0.25, axis=-1)
 
 
-def probability_of_improvement(x_R_M, y_R_M) -> float:
+def probability_of_improvement(x_R_M, y_R_M) -> float | np.ndarray:
     """P(X > Y): the chance that a run of X beats a run of Y on a task, averaged over the tasks.
 
     Per task, the Mann-Whitney U statistic over all run pairs divided by their number (a tie counts
-    one half), so P(X > Y) + P(Y > X) = 1 and identical inputs give 0.5."""
+    one half), so P(X > Y) + P(Y > X) = 1 and identical inputs give 0.5. Leading axes are a batch."""
     from scipy import stats as sps
     x_R_M, y_R_M = np.atleast_2d(x_R_M).astype(float), np.atleast_2d(y_R_M).astype(float)
-    if x_R_M.shape[1] != y_R_M.shape[1]:
-        raise ValueError(f"tasks differ: {x_R_M.shape[1]} against {y_R_M.shape[1]}")
-    per_task = [sps.mannwhitneyu(x, y).statistic / (len(x) * len(y)) for x, y in zip(x_R_M.T, y_R_M.T)]
-    return float(np.mean(per_task))
+    if x_R_M.shape[-1] != y_R_M.shape[-1]:
+        raise ValueError(f"tasks differ: {x_R_M.shape[-1]} against {y_R_M.shape[-1]}")
+    u_M = sps.mannwhitneyu(x_R_M, y_R_M, axis=-2).statistic
+    return (u_M / (x_R_M.shape[-2] * y_R_M.shape[-2])).mean(axis=-1)
 
 
 def _interval(point: float, resampled: np.ndarray, level: float) -> tuple[float, float, float]:
@@ -60,21 +62,17 @@ def cell_ci(scores_S_P, rng: np.random.Generator, reps: int = REPS,
     return _interval(scores_S_P.mean(), resampled_B, level)
 
 
-def stratified_ci(statistic: Callable[..., float], *arrays_R_M, rng: np.random.Generator,
+def stratified_ci(statistic: Callable[..., np.ndarray], *arrays_R_M, rng: np.random.Generator,
                   reps: int = REPS, level: float = LEVEL) -> tuple[float, float, float]:
     """(point, lo, hi) of `statistic(*arrays)` over runs x tasks arrays (e.g. `iqm` of one method,
     `probability_of_improvement` of two), resampling each array's runs within each task
-    independently: rliable's stratified bootstrap."""
+    independently: rliable's stratified bootstrap. `statistic` takes a leading batch axis, so all
+    `reps` resamples are scored in one vectorized call (a loop of scipy calls took seconds)."""
     arrays_R_M = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays_R_M]
-    point = statistic(*arrays_R_M)
-    resampled = np.empty(reps)
-    for b in range(reps):
-        draws = []
-        for a in arrays_R_M:
-            runs = rng.integers(a.shape[0], size=a.shape)  # a run index per (run, task) slot
-            draws.append(np.take_along_axis(a, runs, axis=0))
-        resampled[b] = statistic(*draws)
-    return _interval(point, resampled, level)
+    point = float(statistic(*arrays_R_M))
+    draws_B_R_M = [np.take_along_axis(a[None], rng.integers(a.shape[0], size=(reps, *a.shape)), axis=1)
+                   for a in arrays_R_M]  # a run index per (resample, run, task) slot
+    return _interval(point, np.asarray(statistic(*draws_B_R_M)), level)
 
 
 def area_under_curve(steps, values) -> float:

@@ -18,6 +18,8 @@ folder; the others go on, and the sweep exits non-zero listing the failures.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -97,20 +99,54 @@ def _costs(cells: list[Cell], suite: str, common: list[str]) -> dict[Cell, float
     return costs
 
 
-def run_cell(overrides: list[str]) -> dict:
+@contextlib.contextmanager
+def exclusive(path: Path):
+    """Hold an exclusive lock on the file `path` for the block; the file is created for it and
+    removed after. The kernel releases the lock of a process that dies, so a killed holder never
+    leaves a cell locked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder before us removed the file we waited on: lock the one there now
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def run_cell(overrides: list[str], folder: str) -> dict:
     """Train one cell (in a Ray worker). Errors come back as values, with their traceback, so one
-    failing cell is recorded and the sweep goes on."""
+    failing cell is recorded and the sweep goes on.
+
+    The cell is locked while it trains, and skipped if it is complete once the lock is ours: two
+    sweeps sharing a results_dir, or a resumed sweep and the workers of a killed one that are still
+    finishing their cells, never train the same cell twice."""
     import ray
 
     from .trainer import train
+    folder = Path(folder)
     try:
-        return {"summary": train(load_config(overrides)), "node": ray.get_runtime_context().get_node_id()}
+        with exclusive(folder.with_name(f".{folder.name}.lock")):
+            if (folder / "summary.json").exists():
+                return {"skipped": True}
+            return {"summary": train(load_config(overrides)), "node": ray.get_runtime_context().get_node_id()}
     except BaseException as err:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are failures of the cell too
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
 
 
+def _cell_dir(root: Path, suite: str, cell: Cell) -> Path:
+    return results.cell_dir(root, suite, results.method_dir(cell.method, cell.variant), cell.task, cell.seed)
+
+
 def _failure_path(root: Path, suite: str, cell: Cell) -> Path:
-    folder = results.cell_dir(root, suite, results.method_dir(cell.method, cell.variant), cell.task, cell.seed)
+    folder = _cell_dir(root, suite, cell)
     return folder.with_name(folder.name + ".failed.json")
 
 
@@ -128,12 +164,12 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
                             f"change them in {SUITES_DIR / suite}.yaml")
     common = [*common, *overrides]
     probe = load_config([f"suite={suite}", *common])
+    progress = progress and probe.progress  # `progress=false` quiets the sweep's line as well as the cells'
     # Workers may run elsewhere (another node, another working directory): give them an absolute root.
     root = Path(probe.results_dir).expanduser().resolve()
     threads = max(1, int(cpus_per_cell))
     common = [*common, f"results_dir={root}", f"threads={threads}", "progress=false"]
-    complete = {c for c in cells if (results.cell_dir(root, suite, results.method_dir(c.method, c.variant),
-                                                      c.task, c.seed) / "summary.json").exists()}
+    complete = {c for c in cells if (_cell_dir(root, suite, c) / "summary.json").exists()}
     todo = [c for c in cells if c not in complete]
     costs = _costs(todo, suite, common)
     todo.sort(key=lambda c: -costs[c])
@@ -147,7 +183,7 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     try:
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_cell, 1e-9)))
         task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
-        pending = {task.remote(c.hydra_overrides(suite, common)): c for c in todo}
+        pending = {task.remote(c.hydra_overrides(suite, common), str(_cell_dir(root, suite, c))): c for c in todo}
         bar = tqdm(total=len(cells), initial=len(complete), desc=f"sweep {suite}", unit="cell",
                    disable=not progress, dynamic_ncols=True)
         bar.set_postfix_str(f"running {min(slots, len(pending))}, failed 0")
@@ -164,6 +200,8 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
                 results.write_json(failure, {"cell": cell.name, "overrides": cell.hydra_overrides(suite, common),
                                              "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **outcome})
                 report["failed"].append((cell.name, outcome["error"]))
+            elif outcome.get("skipped"):  # completed meanwhile, by another sweep
+                report["skipped"] += 1
             else:
                 failure.unlink(missing_ok=True)
                 report["ran"] += 1

@@ -75,6 +75,14 @@ def test_stratified_ci_reproducible_and_ordered():
         assert point == statistic(*arrays) and lo <= point <= hi
 
 
+def test_statistics_take_a_batch_axis_equal_to_one_call_each():
+    rng = np.random.default_rng(4)
+    x_B_R_M, y_B_R_M = rng.random((5, 3, 2)), rng.random((5, 4, 2))
+    assert np.allclose(stats.iqm(x_B_R_M), [stats.iqm(x) for x in x_B_R_M])
+    assert np.allclose(stats.probability_of_improvement(x_B_R_M, y_B_R_M),
+                       [stats.probability_of_improvement(x, y) for x, y in zip(x_B_R_M, y_B_R_M)])
+
+
 def test_area_under_curve():
     assert stats.area_under_curve([0, 10, 20], [0.0, 1.0, 1.0]) == 0.75
     assert stats.area_under_curve([0, 25, 75], [0.2, 0.2, 0.2]) == pytest.approx(0.2)
