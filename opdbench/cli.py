@@ -66,6 +66,10 @@ def cmd_train(args) -> None:
 
     runs = multirun(args.overrides) if args.multirun else [args.overrides]
     configs = [load_config(o) for o in runs]  # every cell's config checked before the first trains
+    url = next((c.results_dir for c in configs if "://" in c.results_dir), None)
+    if url:
+        raise OpdbenchError(f"results_dir={url}: `opdbench train` writes to a local path; `opdbench sweep` "
+                            "uploads finished cells to a URL")
     for cfg in configs:
         _report_cell(train(cfg), cfg.eval.k)
 
@@ -194,7 +198,7 @@ def cmd_eval(args) -> None:
 def cmd_export(args) -> None:
     from .conf import REPO_DIR, load_config, task_files
     from .lm_eval_export import export_task
-    from .tasks.real import REAL_TASKS
+    from .tasks import REAL_TASKS
 
     out = args.out or REPO_DIR / "lm_eval_tasks"
     tiny = [name for name in task_files() if name not in REAL_TASKS]  # real tasks need their data: name them

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from math import comb
 from pathlib import Path
 
@@ -79,18 +80,32 @@ def score_matrix(samples: list[dict]) -> list[list[float]]:
 
 # Modules that read results but never produce them: editing them changes no cell.
 NOT_IN_RESULTS = ("cli.py", "bench.py", "sweep.py", "lm_eval_export.py", "report/")
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_hashes(paths: list[Path] | None = None) -> dict[str, str]:
+    """sha256 of each opdbench source file that produces results (all of them, or these), keyed by
+    its path in the package."""
+    hashes = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py") if paths is None else paths):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        if not name.startswith(NOT_IN_RESULTS):
+            hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def modules_in_use() -> dict[str, str]:
+    """`source_hashes` of the opdbench modules this process has imported: the code a cell ran.
+    A cell records them, so that editing a module it never imported (the GPU backend, a real-tier
+    task) does not mark it stale. (A reused worker process may list a few more: never fewer.)"""
+    files = {Path(m.__file__).resolve() for m in list(sys.modules.values()) if getattr(m, "__file__", None)}
+    return source_hashes([f for f in files if f.is_relative_to(PACKAGE_DIR) and f.suffix == ".py"])
 
 
 def code_fingerprint() -> str:
-    """sha256 of the opdbench source that produces results: any change to how a model trains,
-    samples or a task scores invalidates every memoized evaluation and marks older cells stale."""
-    digest = hashlib.sha256()
-    package = Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        if path.relative_to(package).as_posix().startswith(NOT_IN_RESULTS):
-            continue
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    """One sha256 over every `source_hashes` entry: any change to how a model trains, samples or a
+    task scores invalidates every memoized evaluation."""
+    return hashlib.sha256(json.dumps(source_hashes(), sort_keys=True).encode()).hexdigest()
 
 
 def memoized(cache_dir: str | None, key: dict | None, compute) -> tuple[dict, bool]:

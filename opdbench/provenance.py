@@ -30,13 +30,14 @@ def _version(package: str) -> str | None:
         return None
 
 
-def collect(*, config_hash: str, code_hash: str, models: list[str]) -> dict:
+def collect(*, config_hash: str, code_hash: str, code_modules: dict[str, str], models: list[str]) -> dict:
     zoo = manifest().get("models", {})
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "config_sha256": config_hash,
         "code_sha256": code_hash,  # evaluate.code_fingerprint: the source that produces results
+        "code_modules": code_modules,  # evaluate.modules_in_use: the part of it this cell ran
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),

@@ -14,6 +14,11 @@ Resuming is free: a cell is complete once its folder holds summary.json (the tra
 cell atomically), so a sweep run again runs only what is missing, and a cell killed half-way left
 nothing behind. A failing cell (an exception, a NaN loss) writes `seed=<s>.failed.json` beside its
 folder; the others go on, and the sweep exits non-zero listing the failures.
+
+`results_dir` is a path (shared by every node, e.g. NFS, when the cluster has several) or an
+fsspec URL (`s3://bucket/runs`, `gs://...`, even `file:///...`): with a URL each worker trains its
+cell in a local scratch folder and uploads the finished cell, summary.json last, so a cell in the
+store is complete exactly when it has one, as on a local disk.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import fcntl
 import itertools
 import json
 import os
+import posixpath
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -121,33 +128,86 @@ def exclusive(path: Path):
         os.close(fd)
 
 
-def run_cell(overrides: list[str], folder: str) -> dict:
-    """Train one cell (in a Ray worker). Errors come back as values, with their traceback, so one
-    failing cell is recorded and the sweep goes on.
+def run_cell(overrides: list[str], target: str) -> dict:
+    """Train one cell (in a Ray worker) into `target`, its folder (a path or a URL). Errors come
+    back as values, with their traceback, so one failing cell is recorded and the sweep goes on.
 
-    The cell is locked while it trains, and skipped if it is complete once the lock is ours: two
-    sweeps sharing a results_dir, or a resumed sweep and the workers of a killed one that are still
-    finishing their cells, never train the same cell twice."""
+    On a path, the cell is locked while it trains and skipped if it is complete once the lock is
+    ours: two sweeps sharing a results_dir, or a resumed sweep and the workers of a killed one that
+    are still finishing their cells, never train the same cell twice. (A URL has no lock: there,
+    two sweeps at once may both train a cell, and the later upload wins.)"""
     import ray
 
-    from .trainer import train
-    folder = Path(folder)
     try:
-        with exclusive(folder.with_name(f".{folder.name}.lock")):
-            if (folder / "summary.json").exists():
-                return {"skipped": True}
-            return {"summary": train(load_config(overrides)), "node": ray.get_runtime_context().get_node_id()}
+        trained = _train_to_url(overrides, target) if _is_url(target) else _train_to_path(overrides, Path(target))
+        return {"node": ray.get_runtime_context().get_node_id()} if trained else {"skipped": True}
     except BaseException as err:  # noqa: BLE001 - KeyboardInterrupt and SystemExit are failures of the cell too
         return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
 
 
-def _cell_dir(root: Path, suite: str, cell: Cell) -> Path:
-    return results.cell_dir(root, suite, results.method_dir(cell.method, cell.variant), cell.task, cell.seed)
+def _train_to_path(overrides: list[str], folder: Path) -> bool:
+    from .trainer import train
+    with exclusive(folder.with_name(f".{folder.name}.lock")):
+        if (folder / "summary.json").exists():
+            return False
+        train(load_config(overrides))
+        return True
 
 
-def _failure_path(root: Path, suite: str, cell: Cell) -> Path:
-    folder = _cell_dir(root, suite, cell)
-    return folder.with_name(folder.name + ".failed.json")
+def _train_to_url(overrides: list[str], target: str) -> bool:
+    import fsspec
+
+    from .trainer import train
+    fs, remote = fsspec.core.url_to_fs(target)
+    if fs.exists(f"{remote}/summary.json"):
+        return False
+    with tempfile.TemporaryDirectory(prefix="opdbench-cell-") as scratch:
+        cfg = load_config([*overrides, f"results_dir={scratch}"])
+        train(cfg)
+        local = results.cell_dir(scratch, cfg.suite, results.method_dir(cfg.method.name, cfg.variant),
+                                 cfg.task.name, cfg.seed)
+        if fs.exists(remote):  # an upload cut short: start the folder afresh
+            fs.rm(remote, recursive=True)
+        fs.makedirs(remote, exist_ok=True)
+        for path in sorted(local.iterdir(), key=lambda p: p.name == "summary.json"):  # summary.json last
+            fs.put_file(str(path), f"{remote}/{path.name}")  # a cell's folder holds files only
+    return True
+
+
+def _is_url(target: str | Path) -> bool:
+    return "://" in str(target)
+
+
+def _exists(target: str) -> bool:
+    if not _is_url(target):
+        return Path(target).exists()
+    import fsspec
+    fs, path = fsspec.core.url_to_fs(target)
+    return fs.exists(path)
+
+
+def _cell_dir(root: str, suite: str, cell: Cell) -> str:
+    return f"{root}/{suite}/{cell.name}"
+
+
+def _write_failure(root: str, suite: str, cell: Cell, record: dict | None) -> None:
+    """Write (or, with None, remove) the record of a cell's failure beside its folder."""
+    path = f"{_cell_dir(root, suite, cell)}.failed.json"
+    if not _is_url(path):
+        if record is None:
+            Path(path).unlink(missing_ok=True)
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            results.write_json(Path(path), record)
+        return
+    import fsspec
+    fs, path = fsspec.core.url_to_fs(path)
+    if record is None:
+        if fs.exists(path):
+            fs.rm(path)
+    else:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        fs.pipe_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
 def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = None, num_cpus: int | None = None,
@@ -166,10 +226,10 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     probe = load_config([f"suite={suite}", *common])
     progress = progress and probe.progress  # `progress=false` quiets the sweep's line as well as the cells'
     # Workers may run elsewhere (another node, another working directory): give them an absolute root.
-    root = Path(probe.results_dir).expanduser().resolve()
+    root = probe.results_dir if _is_url(probe.results_dir) else str(Path(probe.results_dir).expanduser().resolve())
     threads = max(1, int(cpus_per_cell))
     common = [*common, f"results_dir={root}", f"threads={threads}", "progress=false"]
-    complete = {c for c in cells if (_cell_dir(root, suite, c) / "summary.json").exists()}
+    complete = {c for c in cells if _exists(f"{_cell_dir(root, suite, c)}/summary.json")}
     todo = [c for c in cells if c not in complete]
     costs = _costs(todo, suite, common)
     todo.sort(key=lambda c: -costs[c])
@@ -183,7 +243,7 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     try:
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_cell, 1e-9)))
         task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
-        pending = {task.remote(c.hydra_overrides(suite, common), str(_cell_dir(root, suite, c))): c for c in todo}
+        pending = {task.remote(c.hydra_overrides(suite, common), _cell_dir(root, suite, c)): c for c in todo}
         bar = tqdm(total=len(cells), initial=len(complete), desc=f"sweep {suite}", unit="cell",
                    disable=not progress, dynamic_ncols=True)
         bar.set_postfix_str(f"running {min(slots, len(pending))}, failed 0")
@@ -194,16 +254,14 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
                 outcome = ray.get(ref)
             except ray.exceptions.RayError as err:  # the worker itself died (out of memory, a signal)
                 outcome = {"error": f"{type(err).__name__}: {str(err).splitlines()[0]}", "traceback": str(err)}
-            failure = _failure_path(root, suite, cell)
             if "error" in outcome:
-                failure.parent.mkdir(parents=True, exist_ok=True)
-                results.write_json(failure, {"cell": cell.name, "overrides": cell.hydra_overrides(suite, common),
-                                             "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **outcome})
+                _write_failure(root, suite, cell, {"cell": cell.name, "overrides": cell.hydra_overrides(suite, common),
+                                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **outcome})
                 report["failed"].append((cell.name, outcome["error"]))
             elif outcome.get("skipped"):  # completed meanwhile, by another sweep
                 report["skipped"] += 1
             else:
-                failure.unlink(missing_ok=True)
+                _write_failure(root, suite, cell, None)
                 report["ran"] += 1
                 report["nodes"].add(outcome["node"])
             bar.update(1)
@@ -215,4 +273,6 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
 
 
 def read_failures(root: str | Path, suite: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(root).glob(f"{suite}/*/*/seed=*.failed.json"))]
+    import fsspec
+    fs, base = fsspec.core.url_to_fs(str(root))
+    return [json.loads(fs.cat_file(p)) for p in sorted(fs.glob(f"{base}/{suite}/*/*/seed=*.failed.json"))]

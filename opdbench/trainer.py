@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import provenance, results
 from .chat import decode_responses, encode_prompt, encode_response, prefixed, rendering_difference
 from .errors import OpdbenchError
-from .evaluate import code_fingerprint, evaluate, memoized, score_matrix
+from .evaluate import code_fingerprint, evaluate, memoized, modules_in_use, score_matrix
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
 from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
@@ -451,9 +451,6 @@ def train(cfg: DictConfig) -> dict:
 
     with results.CellWriter(run.cell) as cell:
         results.write_atomic(cell.path("config.yaml"), config_yaml)
-        results.write_json(cell.path("provenance.json"), provenance.collect(
-            config_hash=hashlib.sha256(config_yaml.encode()).hexdigest(), code_hash=code_fingerprint(),
-            models=[cfg.models.student, *(cfg.method.teachers or cfg.models.teachers)]))
         cached = []  # which evaluations were memoized (see _eval_checkpoint)
         teacher_eval = {}
         if cfg.eval.teacher_reference:
@@ -512,6 +509,9 @@ def train(cfg: DictConfig) -> dict:
             "cached_evals": cached,
             "path": str(run.cell),
         }
+        results.write_json(cell.path("provenance.json"), provenance.collect(  # last: every module is imported by now
+            config_hash=hashlib.sha256(config_yaml.encode()).hexdigest(), code_hash=code_fingerprint(),
+            code_modules=modules_in_use(), models=[cfg.models.student, *(cfg.method.teachers or cfg.models.teachers)]))
         cell.finish(summary)
     return summary
 

@@ -1,6 +1,8 @@
 """Real-tier tasks, loaded offline from the JSON-lines fixtures (the hub datasets' own columns)."""
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -221,3 +223,14 @@ def test_fixtures_have_the_hub_columns():
         assert files, prefix
         for f in files:
             assert all(set(json.loads(line)) == columns for line in f.read_text().splitlines()), f
+
+
+def test_real_tasks_are_registered_lazily_and_resolve_to_their_classes():
+    script = ("import sys\nfrom opdbench.tasks import TASKS\n"
+              "assert not [m for m in sys.modules if m.startswith('opdbench.tasks.real')]\n"
+              "print(TASKS.get('gsm8k').__name__, TASKS.get('ifeval').__module__)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["GSM8KTask", "opdbench.tasks.real.ifeval"], out.stderr
+    assert TASKS.get("aime") is AIMETask and TASKS.get("math500") is Math500Task
+    with pytest.raises(ValueError, match="registered twice"):
+        TASKS.register_lazy("gsm8k", "opdbench.tasks.real.math:GSM8KTask")

@@ -45,13 +45,14 @@ def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
     shutil.copytree(smoke_suite, root)
     cell = results.cell_dir(root, "smoke", "k3_naive", "math", 1)
     prov = json.loads((cell / "provenance.json").read_text())
-    (cell / "provenance.json").write_text(json.dumps({**prov, "code_sha256": "0" * 64}))
+    assert "trainer.py" in prov["code_modules"] and not any(m.startswith(("report/", "sweep")) for m in prov["code_modules"])
+    (cell / "provenance.json").write_text(json.dumps({**prov, "code_modules": {**prov["code_modules"], "trainer.py": "0" * 64}}))
     config = (cell / "config.yaml").read_text()
     (cell / "config.yaml").write_text(config.replace("lr: 0.001", "lr: 0.002"))
     frame, text = leaderboard.build(root, "smoke")
-    assert frame.set_index("method").loc["k3_naive", "stale"] == "code,config"
+    assert frame.set_index("method").loc["k3_naive", "stale"] == "code (trainer.py),config"
     assert frame.set_index("method").loc["k1", "stale"] == ""
-    assert "stale: code,config" in text
+    assert "stale: code (trainer.py),config" in text
 
 
 def test_equivalent_rows_are_found_from_their_configs():

@@ -16,7 +16,14 @@ def test_a_tiny_tier_cell_imports_no_heavy_library():
               "run = trainer.prepare(load_config(['budget=smoke', 'method=k1']))\n"
               "trainer.train_step(run, __import__('torch').optim.AdamW(run.student.parameters()), "
               "run.task.examples('train')[:2], [0, 1], __import__('torch').Generator().manual_seed(0), 0.0)\n"
+              "from opdbench.evaluate import modules_in_use\n"
+              "print(json.dumps(sorted(modules_in_use())))\n"
               f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    # What the cell records as the code it ran (provenance.code_modules, what stale marks compare):
+    # its own modules, not the real tier's, the GPU backend's, nor the report and sweep code.
+    ran = json.loads(out.stdout.strip().splitlines()[-2])
+    assert {"trainer.py", "llama.py", "feedback/shaping.py", "tasks/math.py"} <= set(ran)
+    assert not [m for m in ran if m.startswith(("tasks/real/", "report/", "sweep.py", "cli.py"))], ran

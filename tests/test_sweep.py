@@ -96,6 +96,25 @@ def test_a_cell_lock_is_exclusive_and_leaves_nothing_behind(tmp_path):
     assert other.communicate(timeout=30)[0] == "in\n" and not lock.exists()
 
 
+def test_a_sweep_uploads_to_an_fsspec_url_and_resumes_from_it(tmp_path):
+    store = tmp_path / "store"
+    args = ["sweep", "suite=smoke", "progress=false", f"results_dir=file://{store}"]
+    first = subprocess.run([sys.executable, "-m", "opdbench.cli", *args], cwd=REPO, capture_output=True, text=True)
+    assert "3 cells, 0 already complete, 3 ran, 0 failed" in first.stdout, first.stdout + first.stderr
+    for summary in store.glob("smoke/*/*/seed=*/summary.json"):
+        files = {p.name for p in summary.parent.iterdir()}
+        assert {"metrics.jsonl", "config.yaml", "provenance.json", "scores.json"} <= files
+    assert len(list(store.glob("smoke/*/*/seed=*/summary.json"))) == 3
+    again = subprocess.run([sys.executable, "-m", "opdbench.cli", *args], cwd=REPO, capture_output=True, text=True)
+    assert "3 cells, 3 already complete, 0 ran" in again.stdout, again.stdout + again.stderr
+
+
+def test_train_refuses_a_url_results_dir(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "opdbench.cli", "train", "budget=smoke", f"results_dir=file://{tmp_path}"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "`opdbench sweep` uploads finished cells to a URL" in out.stderr, out.stderr
+
+
 def test_a_failing_cell_is_recorded_and_the_rest_go_on(tmp_path, monkeypatch):
     # an absurd learning rate makes k1 and k3_naive diverge (a NaN loss by step 3); student_base does not train
     code = subprocess.run([sys.executable, "-m", "opdbench.cli", "sweep", "suite=smoke", "train.lr=1e30", "train.warmup_steps=0",

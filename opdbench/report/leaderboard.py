@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from .. import results, stats
 from ..conf import load_config
 from ..errors import OpdbenchError
-from ..evaluate import best_at_k, code_fingerprint
+from ..evaluate import best_at_k, code_fingerprint, source_hashes
 from ..feedback.shaping import AFFINE
 from ..zoo import manifest
 
@@ -77,7 +77,7 @@ def mark_stale(cells: list[Cell], suite: str) -> None:
     if (SUITES_DIR / f"{suite}.yaml").exists():
         planned, common = expand(suite)
         suite_cells = {c.name: c.hydra_overrides(suite, common) for c in planned}
-    code, zoo = code_fingerprint(), manifest().get("models", {})
+    code, sources, zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
     now_by_key: dict[tuple, dict] = {}
     for cell in cells:
         s = cell.summary
@@ -96,7 +96,12 @@ def mark_stale(cells: list[Cell], suite: str) -> None:
             if files is not None and spec.startswith("zoo:") and zoo.get(spec[4:], {}).get("files") != files:
                 cell.stale.append("zoo")
                 break
-        if cell.provenance.get("code_sha256") != code:
+        recorded = cell.provenance.get("code_modules")
+        if recorded is not None:  # the modules the cell ran, each against its source now
+            changed = sorted(name for name, digest in recorded.items() if sources.get(name) != digest)
+            if changed:
+                cell.stale.append(f"code ({' '.join(changed)})")
+        elif cell.provenance.get("code_sha256") != code:  # cells from before session 9: the whole package
             cell.stale.append("code")
 
 

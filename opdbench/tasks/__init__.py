@@ -8,14 +8,16 @@ from .base import Example, Task
 from .code import CodeTask
 from .dialogue import DialogueTask
 from .math import MathTask
-from .real import REAL_TASKS
 
 TASKS: Registry = Registry("task")
 TASKS.register("math")(MathTask)
 TASKS.register("code")(CodeTask)
 TASKS.register("dialogue")(DialogueTask)
-for _name, _cls in REAL_TASKS.items():  # gsm8k, math500, aime, mbpp, humaneval, ifeval
-    TASKS.register(_name)(_cls)
+# The real tier's tasks are imported when one is used: a tiny-tier cell never loads their code.
+REAL_TASKS = {"gsm8k": "math:GSM8KTask", "math500": "math:Math500Task", "aime": "math:AIMETask",
+              "mbpp": "code:MBPPTask", "humaneval": "code:HumanEvalTask", "ifeval": "ifeval:IFEvalTask"}
+for _name, _target in REAL_TASKS.items():
+    TASKS.register_lazy(_name, f"{__name__}.real.{_target}")
 
 
 def make_task(task_cfg) -> Task:
