@@ -19,7 +19,7 @@ from opdbench.teachers import (ENSEMBLES, TeacherScores, assign_teachers, combin
                                hard_switch_index)
 
 from .helpers import make_signals
-from .toys import DT, TabularAR, expected_score_grad, grad_of, kl, single_step
+from opdbench.report.toys import DT, TabularAR, expected_score_grad, grad_of, kl, single_step
 
 TOL = dict(atol=1e-8, rtol=0)
 TIGHT = dict(atol=1e-12, rtol=0)

@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from opdbench import results
-from opdbench.conf import load_config
+from opdbench.conf import baseline_files, load_config
 from opdbench.report import figures, leaderboard
 from opdbench.trainer import train
 
@@ -69,5 +70,42 @@ def test_equivalent_rows_are_found_from_their_configs():
 
 def test_figures_are_written(smoke_suite, tmp_path):
     paths = figures.write(smoke_suite, "smoke", tmp_path)
-    assert sorted(p.name for p in paths) == ["learning_curves.pdf", "learning_curves.png", "train_kl.pdf", "train_kl.png"]
-    assert all(p.stat().st_size > 5000 for p in paths)
+    names = sorted({p.stem for p in paths})
+    # the smoke suite ran k1 and k3_naive: the figures of what it ran, and the two that need no run
+    assert names == ["advantage_vs_ratio", "estimator_bias_variance", "learning_curves_estimators", "train_kl"]
+    assert all(p.stat().st_size > 5000 for p in paths) and len(paths) == 2 * len(names)  # PNG and PDF
+
+
+def test_every_training_baseline_is_in_one_figure_family():
+    listed = [m for members in figures.FAMILIES.values() for m in members]
+    assert len(listed) == len(set(listed))
+    trained = {m for m in baseline_files() if load_config([f"method={m}"]).method.kind == "train"}
+    assert set(listed) == trained
+
+
+def test_figures_of_a_full_suite_from_synthetic_cells(tmp_path):
+    """divergence bars, filter heatmap, stability and hyperparameters read the leaderboard's table."""
+    import pandas as pd
+    rows = ["k1", "hellinger", "tv", "k1_bf16", "tis", "gamma_1", "k1@train.lr=5e-4", "k1@models.teachers=[zoo:teacher-xs]",
+            *[f"filter_{c}_{b}" for c in figures.FILTER_CRITERIA for b in figures.FILTER_BANDS]]
+    rng = np.random.default_rng(0)
+    records = []
+    for row in rows:
+        rec = {"method": row}
+        for task in ("math", "code"):
+            point = rng.random()
+            rec.update({f"{task} mean@8": point, f"{task} mean@8 lo": point - 0.05, f"{task} mean@8 hi": point + 0.05})
+        records.append(rec)
+    table = pd.DataFrame(records).set_index("method")
+    configs = {r: OmegaConf.to_container(load_config([f"method={r}", "task=math"]), resolve=True) for r in ("k1", "gamma_1")}
+    written = [*figures.divergence_bars(table, ["math", "code"], "8", tmp_path),
+               *figures.filter_heatmap(table, ["math", "code"], "8", tmp_path),
+               *figures.hyperparameters(table, configs, "8", tmp_path)]
+    assert sorted({p.stem for p in written}) == ["divergence_bars", "filter_heatmap", "hyperparameters"]
+
+
+def test_the_toy_estimator_is_unbiased_at_gamma_1_and_its_variance_grows():
+    from opdbench.report.toys import TabularAR, credit_bias_variance
+    rows = credit_bias_variance(TabularAR(T=3, V=3, seed=1), [0.0, 0.5, 1.0])
+    assert rows[2]["bias"] < 1e-10 < rows[1]["bias"] < rows[0]["bias"]
+    assert 0 < rows[0]["variance"] < rows[1]["variance"] < rows[2]["variance"]

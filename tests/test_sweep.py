@@ -86,6 +86,34 @@ def test_a_killed_sweep_resumes_with_every_cell_once_and_identical_results(tmp_p
     assert _metrics(killed / "smoke") == _metrics(clean / "smoke")
 
 
+def _processes_of_ray_session(driver_pid: int) -> list[str]:
+    """Command lines of live processes started for the Ray session of this driver (its session
+    folder is named after the driver's pid)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f"_{driver_pid}/" in cmd or cmd.endswith(f"_{driver_pid}"):
+            found.append(cmd[:120])
+    return found
+
+
+def test_a_terminated_sweep_shuts_its_ray_down(tmp_path):
+    proc = _cli("sweep", "suite=smoke", "progress=false", f"results_dir={tmp_path}")
+    deadline = time.time() + 120
+    while time.time() < deadline and not _processes_of_ray_session(proc.pid):
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0  # (Ray installs its own SIGTERM handler: exit status 15)
+    deadline = time.time() + 30
+    while time.time() < deadline and _processes_of_ray_session(proc.pid):
+        time.sleep(0.5)
+    assert _processes_of_ray_session(proc.pid) == []
+
+
 def test_a_cell_lock_is_exclusive_and_leaves_nothing_behind(tmp_path):
     lock = tmp_path / "task" / ".seed=0.lock"
     script = f"from opdbench import sweep; from pathlib import Path\nwith sweep.exclusive(Path({str(lock)!r})): print('in', flush=True)"

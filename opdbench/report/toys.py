@@ -1,4 +1,5 @@
-"""Enumerable toys for exact tests of the OPD feedback functions (METHODS.md §1-§7), in float64.
+"""Enumerable toys for exact checks of the OPD feedback functions (METHODS.md §1-§7), in float64:
+the exact tests use them, and so does the estimator figure (`credit_bias_variance`).
 
 - `single_step`: one softmax over V tokens (student logits and teacher log-probs).
 - `TabularAR`: an autoregressive tabular policy over T steps and V tokens, one row of logits per
@@ -92,3 +93,30 @@ class TabularAR:
             prob = logp_tok.sum(-1).exp().detach()
             return (prob[:, None] * adv * logp_tok).sum()
         return grad_of(surrogate, theta)
+
+
+def credit_bias_variance(ar: TabularAR, gammas) -> list[dict]:
+    """Bias and variance of discounted k1 credit (METHODS.md §3) as an estimator of the sequence
+    reverse-KL gradient, exactly, on an enumerable autoregressive toy.
+
+    One sampled sequence y gives g(y) = sum_t A_t(y) grad log pi(y_t | s_t) with A the gamma-
+    discounted sum of future k1 rewards -log r. Against the exact -grad KL(pi || pi_T) over
+    sequences: bias = |E g - target|, variance = E |g - E g|^2 (both summed over the table)."""
+    from ..feedback.credit import CREDITS
+    from ..feedback.shaping import SHAPINGS
+
+    theta = ar.student.detach()
+    target = -grad_of(lambda th: ar.seq_kl(th, ar.teacher), theta)
+    jac_N_T_S_V = torch.autograd.functional.jacobian(ar.token_logp, theta)  # d log pi(y_t|s_t) / d table
+    learner, teacher = ar.token_logp(theta), ar.token_logp(ar.teacher)
+    prob_N = ar.seq_logp(theta).exp()
+    rew, mask = SHAPINGS["k1"](learner - teacher), torch.ones_like(learner)
+    rows = []
+    for gamma in gammas:
+        adv_N_T = CREDITS["gamma"](rew, mask, None, gamma=float(gamma))
+        g_N_S_V = torch.einsum("nt,ntsv->nsv", adv_N_T, jac_N_T_S_V)
+        mean_S_V = torch.einsum("n,nsv->sv", prob_N, g_N_S_V)
+        variance = torch.einsum("n,n->", prob_N, (g_N_S_V - mean_S_V).square().sum((1, 2)))
+        rows.append({"gamma": float(gamma), "bias": float((mean_S_V - target).norm()),
+                     "variance": float(variance)})
+    return rows
