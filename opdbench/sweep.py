@@ -229,6 +229,8 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     root = probe.results_dir if _is_url(probe.results_dir) else str(Path(probe.results_dir).expanduser().resolve())
     threads = max(1, int(cpus_per_cell))
     common = [*common, f"results_dir={root}", f"threads={threads}", "progress=false"]
+    if gpus_per_cell > 0 and not any(o.startswith("device=") for o in overrides):
+        common.append("device=cuda")  # Ray gives each cell its GPU(s) through CUDA_VISIBLE_DEVICES
     complete = {c for c in cells if _exists(f"{_cell_dir(root, suite, c)}/summary.json")}
     todo = [c for c in cells if c not in complete]
     costs = _costs(todo, suite, common)
@@ -241,7 +243,13 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     ray.init(address=ray_address or "local", num_cpus=None if ray_address else (num_cpus or os.cpu_count()),
              include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_cell, 1e-9)))
+        resources = ray.cluster_resources()
+        if gpus_per_cell > resources.get("GPU", 0):  # Ray would wait forever for a GPU that never comes
+            raise OpdbenchError(f"sweep.gpus_per_cell={gpus_per_cell:g} but the Ray cluster has "
+                                f"{resources.get('GPU', 0):g} GPU(s)")
+        slots = max(1, int(resources.get("CPU", 1) // max(cpus_per_cell, 1e-9)))
+        if gpus_per_cell > 0:
+            slots = min(slots, int(resources["GPU"] // gpus_per_cell))  # e.g. 0.5: two cells per GPU
         task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
         pending = {task.remote(c.hydra_overrides(suite, common), _cell_dir(root, suite, c)): c for c in todo}
         bar = tqdm(total=len(cells), initial=len(complete), desc=f"sweep {suite}", unit="cell",

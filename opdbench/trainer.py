@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import provenance, results
-from .chat import decode_responses, encode_prompt, encode_response, prefixed, rendering_difference
+from .chat import decode_responses, encode_prompt, encode_response, prefixed
+from .compat import check_compatible
 from .errors import OpdbenchError
 from .evaluate import code_fingerprint, evaluate, memoized, modules_in_use, score_matrix
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
@@ -30,8 +31,9 @@ from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
 from .feedback.shaping import SHAPINGS
 from .feedback.support import StudentTokens
+from .placement import add_lora, autocast, enable_checkpointing, memory_estimate, resolve_device
 from .policy import entropy, masked_mean, response_logits, token_logp
-from .rollout import BACKENDS, Rollout, hf, pad_responses
+from .rollout import BACKENDS, Rollout, Sampler, hf, pad_responses
 from .stats import area_under_curve
 from .tasks import Task, make_task
 from .teachers import ENSEMBLES, NEEDS_FULL, TeacherScores, assign_teachers, combine, micro_batches, score, score_all
@@ -53,6 +55,12 @@ class Run:
     cell: Path
     student_spec: str
     teacher_specs: list[str]
+    device: torch.device  # the learner's
+    sampler: Sampler  # rollout.backend, for the student's own samples
+
+    def autocast(self):
+        """The precision of the learner's and teachers' forward passes (train.autocast)."""
+        return autocast(self.cfg.train.autocast, self.device)
 
     @property
     def method(self):
@@ -60,6 +68,7 @@ class Run:
 
 
 KINDS = ("train", "evaluate_student", "evaluate_teacher")
+HF_SAMPLER = hf.HFSampler()
 
 
 def validate(cfg: DictConfig) -> None:
@@ -70,6 +79,9 @@ def validate(cfg: DictConfig) -> None:
         (cfg.train.steps >= 0, "train.steps must be >= 0"),
         (cfg.train.batch_prompts >= 1, "train.batch_prompts must be >= 1"),
         (cfg.train.micro_batch >= 1, "train.micro_batch must be >= 1"),
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.student.lora.r == 0 or cfg.rollout.backend == "hf",
+         "student.lora with rollout.backend=vllm: pushing adapter weights to the engine is not written; use hf"),
         (cfg.train.lr > 0, "train.lr must be > 0"),
         (cfg.train.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (cfg.train.grad_clip > 0, "train.grad_clip must be > 0"),
@@ -129,28 +141,49 @@ def prepare(cfg: DictConfig) -> Run:
     student_spec = teacher_specs[-1] if m.kind == "evaluate_teacher" else cfg.models.student
     tokenizer = load_tokenizer(student_spec)
     check_encodable(tokenizer, task, student_spec)
-    for spec in teacher_specs:
-        teacher_tokenizer = load_tokenizer(spec)
-        if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise OpdbenchError(f"tokenizer mismatch: teacher {spec!r} and student "
-                                f"{student_spec!r} have different vocabularies; use models that share one")
-        check_chat_template(cfg, spec, teacher_tokenizer, student_spec, tokenizer)
     unknown = [t for t in m.mask_tokens if t not in tokenizer.get_vocab()]
     if unknown:
         raise OpdbenchError(f"bad value: method.mask_tokens {unknown} are not tokens of {student_spec!r}")
-    student = load_model(student_spec).train()
-    teachers = [load_model(spec) for spec in teacher_specs]
+    device = resolve_device(cfg.device)
+    teacher_device = resolve_device(cfg.models.teacher_device or cfg.device)
+    # The native Llama computes from fused weights, which peft's adapters and transformers'
+    # checkpointing never reach: a student with either loads through transformers.
+    adapted = cfg.student.lora.r > 0 or cfg.train.gradient_checkpointing
+    student = load_model(student_spec, native=not adapted).to(device).train()
+    if cfg.train.gradient_checkpointing:
+        enable_checkpointing(student)
+    if cfg.student.lora.r > 0:
+        with torch.random.fork_rng(devices=[]):  # the adapters' random init from the run's seed: reruns match
+            torch.manual_seed(cfg.seed)
+            student = add_lora(student, cfg.student.lora)
+    teachers = [load_model(spec, cfg.models.teacher_dtype).to(teacher_device).requires_grad_(False)
+                for spec in teacher_specs]
+    for spec, teacher in zip(teacher_specs, teachers):  # can each teacher score the student's tokens? (before any step)
+        check_compatible(student_spec, tokenizer, student, spec, load_tokenizer(spec), teacher,
+                         allow_template_mismatch=cfg.models.allow_template_mismatch)
     reference = None
     if m.scaling == "exopd" or m.kl_to_reference:
-        reference = copy.deepcopy(student).eval() if m.reference == "student_init" else load_model(cfg.models.teacher_base)
+        reference = (copy.deepcopy(student).eval() if m.reference == "student_init"
+                     else load_model(cfg.models.teacher_base).to(teacher_device)).requires_grad_(False)
     value_head = None
     if m.credit == "gae":  # a scalar linear head on the (detached) last hidden state, starting at V = 0
-        value_head = torch.nn.Linear(hidden_size(student), 1)
+        value_head = torch.nn.Linear(hidden_size(student), 1).to(device)
         torch.nn.init.zeros_(value_head.weight), torch.nn.init.zeros_(value_head.bias)
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
+    sampler = BACKENDS.get(cfg.rollout.backend)(cfg.rollout, student_spec, cfg.rollout.dtype)
     cell = results.cell_dir(cfg.results_dir, cfg.suite, results.method_dir(m.name, cfg.variant), cfg.task.name, cfg.seed)
     return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell,
-               student_spec, teacher_specs)
+               student_spec, teacher_specs, device, sampler)
+
+
+def memory_line(run: Run) -> str:
+    """`placement.memory_estimate` for this run's models and its longest sequence (prompt + response)."""
+    prompts = [encode_prompt(run.tokenizer, ex.prompt) for ex in run.task.examples("train")[:256]]
+    extra = [m for m in (run.reference, run.value_head, run.rollout_model) if m is not None and m is not run.student]
+    _, line = memory_estimate(run.student, run.teachers, micro_batch=run.cfg.train.micro_batch,
+                              max_tokens=max(map(len, prompts)) + run.task.max_new_tokens,
+                              vocab=len(run.tokenizer), extra_models=extra)
+    return line
 
 
 def check_encodable(tokenizer, task: Task, spec: str, probe: int = 20) -> None:
@@ -165,28 +198,20 @@ def check_encodable(tokenizer, task: Task, spec: str, probe: int = 20) -> None:
                                 "text): use models whose tokenizer covers the task")
 
 
-def check_chat_template(cfg: DictConfig, teacher_spec: str, teacher_tokenizer, student_spec: str, tokenizer) -> None:
-    """Teacher and student must also agree on the chat template and special tokens; a mismatch is
-    an error unless `models.allow_template_mismatch`, then a one-line warning."""
-    difference = rendering_difference(teacher_tokenizer, tokenizer)
-    if difference is None:
-        return
-    message = (f"chat template mismatch: teacher {teacher_spec!r} renders chats differently from student "
-               f"{student_spec!r}: {difference}")
-    if not cfg.models.allow_template_mismatch:
-        raise OpdbenchError(f"{message}; use models that share a template, or set models.allow_template_mismatch=true")
-    print(f"warning: {message} (allowed by models.allow_template_mismatch)", file=sys.stderr)
-
-
 def rollout(run: Run, model, prompt_ids: list[list[int]], group: list[int], generator: torch.Generator) -> Rollout:
+    """The student's samples come from `rollout.backend`, which first takes the weights of the last
+    optimizer step; a teacher's (GKD's off-policy share) from the hf loop over the teacher itself."""
     cfg = run.cfg
-    if model is run.rollout_model and model is not run.student:  # same weights, other dtype: copy and cast
-        model.load_state_dict(run.student.state_dict())
+    sampler = run.sampler if model is run.rollout_model else HF_SAMPLER
+    if model is run.rollout_model:
+        if model is not run.student:  # same weights, other dtype: copy and cast
+            model.load_state_dict(run.student.state_dict())
+        sampler.sync(model)
     repeats = cfg.rollout.samples_per_prompt
-    batch = hf.sample(model, [p for p in prompt_ids for _ in range(repeats)],
-                      max_new_tokens=run.task.max_new_tokens, eos_id=run.tokenizer.eos_token_id,
-                      pad_id=run.tokenizer.pad_token_id, temperature=cfg.rollout.temperature,
-                      top_p=cfg.rollout.top_p, generator=generator, group=[g for g in group for _ in range(repeats)])
+    batch = sampler.sample(model, [p for p in prompt_ids for _ in range(repeats)],
+                           max_new_tokens=run.task.max_new_tokens, eos_id=run.tokenizer.eos_token_id,
+                           pad_id=run.tokenizer.pad_token_id, temperature=cfg.rollout.temperature,
+                           top_p=cfg.rollout.top_p, generator=generator, group=[g for g in group for _ in range(repeats)])
     return batch.sorted_by_length()
 
 
@@ -249,7 +274,8 @@ def learner_pass(run: Run, inputs: StepInputs) -> Signals:
     b, parts = inputs.batch, []
     for rows in micro_batches(len(b), run.cfg.train.micro_batch):
         mb = b.select(rows)
-        _, student_signals, _ = forward(run, mb, inputs.teacher.rows(rows, mb.response_len))
+        with run.autocast():
+            _, student_signals, _ = forward(run, mb, inputs.teacher.rows(rows, mb.response_len))
         parts.append({k: None if v is None else pad_responses(v, b.response_len) for k, v in student_signals.items()})
     whole = {k: None if parts[0][k] is None else torch.cat([p[k] for p in parts]) for k in parts[0]}
     return signals_for(run, inputs, slice(None), b.response_len, whole)
@@ -275,7 +301,8 @@ def update(run: Run, optimizer, inputs: StepInputs):
     for rows in micro_batches(len(batch), run.cfg.train.micro_batch):
         mb = batch.select(rows)
         R = mb.response_len
-        student, student_signals, values = forward(run, mb, inputs.teacher.rows(rows, R))
+        with run.autocast():
+            student, student_signals, values = forward(run, mb, inputs.teacher.rows(rows, R))
         if whole is None:
             signals = signals_for(run, inputs, rows, R, student_signals)
             adv, weight = advantages(method, signals), token_weights(method, signals)
@@ -358,14 +385,16 @@ def collect(run: Run, examples, group: list[int], generator: torch.Generator, pr
         teacher_batch = batch
     keep_full = m.loss == "gkd" or m.token_filter == "kl"  # the combined teacher's whole distribution
     top_k = cfg.train.teacher_top_k
-    scores = score_all(run.teachers, teacher_batch, top_k=top_k, micro_batch=cfg.train.micro_batch,
-                       full=keep_full or m.ensemble in NEEDS_FULL)
+    with run.autocast():
+        scores = score_all(run.teachers, teacher_batch, top_k=top_k, micro_batch=cfg.train.micro_batch,
+                           full=keep_full or m.ensemble in NEEDS_FULL)
     teacher = combine(m.ensemble, scores, batch.response_ids_B_R, progress,
                       torch.tensor([teacher_of_prompt[i] for i in rows_prompt]), top_k=top_k,
                       keep_full=keep_full)
     ref_logp = None
     if run.reference is not None:
-        ref_logp = score(run.reference, batch, top_k=1, micro_batch=cfg.train.micro_batch).logp_B_R
+        with run.autocast():
+            ref_logp = score(run.reference, batch, top_k=1, micro_batch=cfg.train.micro_batch).logp_B_R
     special = None
     if m.mask_tokens:
         special = first_occurrences(batch.response_ids_B_R, batch.response_mask_B_R,
@@ -377,7 +406,8 @@ def train_step(run: Run, optimizer, examples, group: list[int], generator, progr
     """One step on these prompts; returns (metrics row, seconds per phase)."""
     inputs, timing = collect(run, examples, group, generator, progress)
     t2 = time.perf_counter()
-    stats, signals, adv, weight, topk_mass = update(run, optimizer, inputs)
+    for _ in range(run.cfg.train.epochs):  # the row reports the last epoch
+        stats, signals, adv, weight, topk_mass = update(run, optimizer, inputs)
     timing["update_s"] = time.perf_counter() - t2
     batch = inputs.batch
 
@@ -437,11 +467,13 @@ def train(cfg: DictConfig) -> dict:
     """Train one cell (method × task × seed) and write it to results/; returns summary.json."""
     run = prepare(cfg)
     start = time.perf_counter()
+    print(memory_line(run), file=sys.stderr)
     k = cfg.eval.k
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # every rollout draw
     prompt_rng = random.Random(cfg.seed)  # which prompts each batch uses
-    params = list(run.student.parameters()) + (list(run.value_head.parameters()) if run.value_head else [])
+    params = [p for p in run.student.parameters() if p.requires_grad]  # LoRA: the adapters alone
+    params += list(run.value_head.parameters()) if run.value_head else []
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     steps = cfg.train.steps if cfg.method.kind == "train" else 0  # a reference row is scored, not trained
     warmup = torch.optim.lr_scheduler.LambdaLR(

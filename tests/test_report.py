@@ -50,6 +50,11 @@ def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
     (cell / "provenance.json").write_text(json.dumps({**prov, "code_modules": {**prov["code_modules"], "trainer.py": "0" * 64}}))
     config = (cell / "config.yaml").read_text()
     (cell / "config.yaml").write_text(config.replace("lr: 0.001", "lr: 0.002"))
+    # a cell written before later knobs existed (no `student`, `device`, `train.autocast`) is not stale for them
+    k1 = results.cell_dir(root, "smoke", "k1", "math", 0) / "config.yaml"
+    old = OmegaConf.to_container(OmegaConf.load(k1))
+    del old["student"], old["device"], old["train"]["autocast"]
+    k1.write_text(OmegaConf.to_yaml(old))
     frame, text = leaderboard.build(root, "smoke")
     assert frame.set_index("method").loc["k3_naive", "stale"] == "code (trainer.py),config"
     assert frame.set_index("method").loc["k1", "stale"] == ""

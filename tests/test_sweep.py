@@ -46,6 +46,12 @@ def test_a_sweep_wide_override_of_what_a_cell_sets_is_an_error():
         sweep.sweep("smoke", ["seed=1"])
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without GPUs")
+def test_asking_for_gpus_a_cluster_lacks_is_one_clear_error(tmp_path):
+    with pytest.raises(OpdbenchError, match="gpus_per_cell=1 but the Ray cluster has 0 GPU"):
+        sweep.sweep("smoke", [f"results_dir={tmp_path}"], gpus_per_cell=1, num_cpus=1, progress=False)
+
+
 def test_a_variant_gets_its_own_folder():
     cell = sweep.Cell("k1", "math", 0, ("train.lr=5e-4",))
     cfg = load_config(cell.hydra_overrides("s", []))

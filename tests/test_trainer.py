@@ -123,3 +123,15 @@ def test_rerun_replaces_a_cell_atomically(tmp_path, tiny_checkpoint):
     train(cfg)
     task_dir = tmp_path / "runs" / "default" / "k1" / "math"
     assert [p.name for p in task_dir.iterdir()] == ["seed=0"]
+
+
+def test_a_second_epoch_reuses_the_rollouts_off_policy():
+    """train.epochs=2: two optimizer steps on one batch; the second sees a learner that moved."""
+    rows = []
+    for epochs in (1, 2):
+        run = trainer.prepare(load_config(["budget=smoke", "threads=1", f"train.epochs={epochs}"]))
+        optimizer = torch.optim.AdamW(run.student.parameters(), lr=1e-2)
+        row, _ = trainer.train_step(run, optimizer, run.task.examples("train")[:4], list(range(4)),
+                                    torch.Generator().manual_seed(0), 0.0)
+        rows.append(row)
+    assert rows[0]["drift"] < 1e-5 < rows[1]["drift"]

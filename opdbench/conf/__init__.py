@@ -1,7 +1,7 @@
 """Hydra composition without Hydra's app runner (no working-directory change, no outputs/ folder).
 
 Groups: `method` = every `baselines/*.yaml`, `task` = every `tasks/*/task.yaml`, `budget` =
-`conf/budget/*.yaml`. Each is merged into the typed schema (`schema.Config`), so an unknown key
+`conf/budget/*.yaml`, `models` = `conf/models/*.yaml` (presets). Each is merged into the typed schema (`schema.Config`), so an unknown key
 or a wrongly typed value is an error at composition time, before anything runs.
 """
 
@@ -62,7 +62,7 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         if cfg.method.rollout:  # a method's own rollout settings (e.g. bf16 for TIS) replace the defaults
             cfg.rollout = OmegaConf.merge(cfg.rollout, cfg.method.rollout)
     except MissingConfigException as err:
-        group = next((g for g in ("method", "task", "budget") if f"'{g}/" in str(err)), None)
+        group = next((g for g in ("method", "task", "budget", "models") if f"'{g}/" in str(err)), None)
         if group is None:
             raise OpdbenchError(_first_line(err)) from err
         options = getattr(err, "options", None) or _options(group)
@@ -81,7 +81,7 @@ def _options(group: str) -> list[str]:
         return list(baseline_files())
     if group == "task":
         return list(task_files())
-    return sorted(p.stem for p in (CONF_DIR / "budget").glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))  # budget, models
 
 
 def _first_line(err: Exception) -> str:

@@ -67,6 +67,23 @@ class ModelsConfig:
     # Teachers must render chats (template, role and special tokens) exactly as the student does;
     # true turns that check's error into a warning, e.g. for a teacher whose template only adds a system prompt.
     allow_template_mismatch: bool = False
+    teacher_device: str = ""  # "" = `device`; e.g. cuda:1 to keep the teachers off the student's GPU
+    teacher_dtype: str = "float32"  # the teachers' weights (inference only): bfloat16 halves their memory
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters through peft (`pip install -e ".[lora]"`): only the adapters train."""
+
+    r: int = 0  # 0: full fine-tuning
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=list)  # [] = every linear layer but the LM head
+
+
+@dataclass
+class StudentConfig:
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -76,6 +93,7 @@ class RolloutConfig:
     top_p: float = 1.0
     samples_per_prompt: int = II("task.samples_per_prompt")
     dtype: str = "float32"  # bfloat16 gives a real rollout/learner mismatch on CPU
+    gpu_memory_utilization: float = 0.4  # backend=vllm: the share of the GPU its engine takes (colocated with training)
 
 
 @dataclass
@@ -83,11 +101,17 @@ class TrainConfig:
     steps: int = II("task.steps")  # a budget may fix it for every task (budget=smoke)
     batch_prompts: int = II("task.batch_prompts")  # × rollout.samples_per_prompt sequences per step
     micro_batch: int = 64  # sequences per forward/backward; the loss does not depend on it
+    epochs: int = 1  # optimizer steps on each step's sequences; after the first they are off-policy (see tis/mis)
     lr: float = 1e-3
     warmup_steps: int = 10  # linear lr warm-up: Adam's first steps are sign-like and full-size
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     teacher_top_k: int = 8
+    # bfloat16: learner and teacher forward passes under torch.autocast (the weights, their gradients
+    # and AdamW's state stay float32). For GPUs: a CPU without bf16 arithmetic runs it slower.
+    autocast: str = "none"
+    # Recompute activations in the backward pass (transformers' gradient checkpointing): memory for time.
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -111,6 +135,7 @@ class Config:
     method: MethodConfig = field(default_factory=MethodConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -120,4 +145,5 @@ class Config:
     variant: str = ""  # a sweep's overrides of this cell ("train.lr=5e-4"): results go to <method>@<variant>/
     results_dir: str = "results/runs"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when there is one)
     progress: bool = True

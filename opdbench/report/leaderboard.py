@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from .. import results, stats
 from ..conf import load_config
+from ..conf.schema import Config
 from ..errors import OpdbenchError
 from ..evaluate import best_at_k, code_fingerprint, source_hashes
 from ..feedback.shaping import AFFINE
@@ -41,6 +42,21 @@ class Cell:
     @property
     def row(self) -> str:
         return results.method_dir(self.summary["method"], self.summary.get("variant", ""))
+
+
+def _with_new_defaults(then: dict, now: dict, default: dict) -> dict:
+    """`then` (a cell's config) plus each key added to the schema since, where its value now is
+    still the schema's default: a knob added later, and left at its default, changes no earlier
+    cell. (A changed default is a changed config: the key then differs.)"""
+    out = dict(then)
+    for key, value in now.items():
+        fallback = default.get(key) if isinstance(default, dict) else None
+        if key not in then:
+            if fallback == value:
+                out[key] = value
+        elif isinstance(value, dict) and isinstance(then[key], dict):
+            out[key] = _with_new_defaults(then[key], value, fallback if isinstance(fallback, dict) else {})
+    return out
 
 
 def _strip(config: dict) -> dict:
@@ -78,6 +94,7 @@ def mark_stale(cells: list[Cell], suite: str) -> None:
         planned, common = expand(suite)
         suite_cells = {c.name: c.hydra_overrides(suite, common) for c in planned}
     code, sources, zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
+    defaults = OmegaConf.to_container(OmegaConf.structured(Config))  # interpolations stay strings: never equal
     now_by_key: dict[tuple, dict] = {}
     for cell in cells:
         s = cell.summary
@@ -90,7 +107,8 @@ def mark_stale(cells: list[Cell], suite: str) -> None:
                 now_by_key[key] = _strip(OmegaConf.to_container(load_config(overrides), resolve=True))
             except OpdbenchError:
                 now_by_key[key] = None  # e.g. a baseline that no longer exists
-        if now_by_key[key] != _strip(cell.config):
+        now = now_by_key[key]
+        if now is None or now != _with_new_defaults(_strip(cell.config), now, defaults):
             cell.stale.append("config")
         for spec, files in cell.provenance.get("models", {}).items():
             if files is not None and spec.startswith("zoo:") and zoo.get(spec[4:], {}).get("files") != files:

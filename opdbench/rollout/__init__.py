@@ -1,14 +1,20 @@
 """Samplers: the student generates its own responses and records each sampled token's log-prob.
 
-`hf` (default, CPU or GPU) is a batched loop over a Hugging Face model with a KV cache; `vllm`
-(optional `[gpu]` extra) arrives with the real tier. Both return a `Rollout`.
+Every backend is a `Sampler` made by `make_sampler` from its entry in BACKENDS: `hf` (default, CPU
+or GPU) is a batched loop over a Hugging Face model with a KV cache; `vllm` (the optional `[gpu]`
+extra) is a vLLM engine on the student's GPU. Both return a `Rollout`, and both pass one contract
+suite (tests/test_rollout_backends.py). A backend's module is imported on first use, so importing
+this package never imports vLLM.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
+
+from ..registry import Registry
 
 
 @dataclass
@@ -87,4 +93,28 @@ def pad_responses(x_B_r: torch.Tensor, R: int) -> torch.Tensor:
     return torch.cat([x_B_r, x_B_r.new_zeros((x_B_r.shape[0], missing, *x_B_r.shape[2:]))], 1)
 
 
-BACKENDS = ("hf",)  # `vllm` joins when its sampler exists; until then asking for it is an error
+@runtime_checkable
+class Sampler(Protocol):
+    """A rollout backend."""
+
+    def sample(self, model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
+               temperature: float, top_p: float, generator: torch.Generator, group: list[int] | None) -> Rollout:
+        """One response per prompt (repeat prompts for several samples), each stopped at EOS, with the
+        log-prob of every sampled token under the model's raw distribution (temperature 1, no top-p)."""
+        ...
+
+    def sync(self, model) -> None:
+        """Called after every optimizer step: from then on, samples come from `model`'s current weights."""
+        ...
+
+
+# name -> factory(options, model_spec, dtype): `options` are the backend's own settings (the
+# rollout config, or make_sampler's keywords), `model_spec` the student (zoo name, path or hub name).
+BACKENDS: Registry[Callable[[Mapping[str, Any], str, str], Sampler]] = Registry("rollout backend")
+BACKENDS.register_lazy("hf", "opdbench.rollout.hf:build")
+BACKENDS.register_lazy("vllm", "opdbench.rollout.vllm:build")
+
+
+def make_sampler(name: str, *, model_spec: str, dtype: str, **options) -> Sampler:
+    """The sampler of backend `name` for the student `model_spec` sampling in `dtype`."""
+    return BACKENDS.get(name)(options, model_spec, dtype)

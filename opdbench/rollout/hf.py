@@ -193,3 +193,21 @@ def sample(model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int,
         rollout_logp_B_R=rollout_logp_B_R[:, :steps],
         group_B=torch.tensor(group if group is not None else list(range(B)), dtype=torch.long),
     )
+
+
+class HFSampler:
+    """`sample` as a `Sampler`. It samples from the module it is handed (the student, or the trainer's
+    copy of it in `rollout.dtype`), so there is no engine to keep in sync."""
+
+    def sample(self, model, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
+               temperature: float, top_p: float, generator: torch.Generator, group: list[int] | None) -> Rollout:
+        return sample(model, prompts, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id,
+                      temperature=temperature, top_p=top_p, generator=generator, group=group)
+
+    def sync(self, model) -> None:
+        pass
+
+
+def build(options, model_spec: str, dtype: str) -> HFSampler:
+    """BACKENDS' `hf` factory: no engine, so nothing to load from the checkpoint and no options."""
+    return HFSampler()
