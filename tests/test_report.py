@@ -74,7 +74,10 @@ def test_equivalent_rows_are_found_from_their_configs():
 
 
 def test_figures_are_written(smoke_suite, tmp_path):
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "learning_curves.png").write_bytes(b"a figure an older version wrote")
     paths = figures.write(smoke_suite, "smoke", tmp_path)
+    assert sorted(tmp_path.glob("smoke/*")) == sorted(paths)  # and nothing else
     names = sorted({p.stem for p in paths})
     # the smoke suite ran k1 and k3_naive: the figures of what it ran, and the two that need no run
     assert names == ["advantage_vs_ratio", "estimator_bias_variance", "learning_curves_estimators", "train_kl"]

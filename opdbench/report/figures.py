@@ -339,6 +339,9 @@ def write(root: str | Path = "results/runs", suite: str = "quick", out: str | Pa
     configs = {}
     for cell in leaderboard.load_cells(root, suite):
         configs.setdefault(results.method_dir(cell.summary["method"], cell.summary.get("variant", "")), cell.config)
-    return [*learning_curves(frame, k, out), *train_kl(frame, out), *stability(frame, out),
-            *advantage_vs_ratio(out), *divergence_bars(table, tasks, k, out), *filter_heatmap(table, tasks, k, out),
-            *hyperparameters(table, configs, k, out), *estimator_bias_variance(out)]
+    written = [*learning_curves(frame, k, out), *train_kl(frame, out), *stability(frame, out),
+               *advantage_vs_ratio(out), *divergence_bars(table, tasks, k, out), *filter_heatmap(table, tasks, k, out),
+               *hyperparameters(table, configs, k, out), *estimator_bias_variance(out)]
+    for old in {*out.glob("*.png"), *out.glob("*.pdf")} - set(written):  # a figure this suite no longer makes
+        old.unlink()
+    return written
