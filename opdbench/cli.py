@@ -129,12 +129,15 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_leaderboard(args) -> None:
-    from .report.leaderboard import write
+    from .report.leaderboard import embed, write
 
     start = time.perf_counter()
     md, csv = write(args.root, args.suite, args.out)
     print(md.read_text())
     print(f"wrote {md} and {csv} in {time.perf_counter() - start:.1f} s")
+    if args.readme:
+        embed(args.readme, md.read_text())
+        print(f"embedded it in {args.readme}")
 
 
 def cmd_figures(args) -> None:
@@ -335,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", default="quick", help="which suite's cells (default: quick, README's main job)")
     p.add_argument("--root", default="results/runs", help="the results_dir the cells are in (default: results/runs)")
     p.add_argument("--out", default="results", help="where leaderboard.md and .csv go (default: results)")
+    p.add_argument("--readme", help="also put it in this file between its leaderboard markers (README.md)")
     p.set_defaults(func=cmd_leaderboard)
     p = sub.add_parser("figures", help="paper figures (PNG, PDF) in results/figures/<suite>/ from results/runs/")
     p.add_argument("--suite", default="quick", help="which suite's cells (default: quick)")

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from opdbench import results
 from opdbench.conf import baseline_files, load_config
+from opdbench.errors import OpdbenchError
 from opdbench.report import figures, leaderboard
 from opdbench.trainer import train
 
@@ -59,6 +60,16 @@ def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
     assert frame.set_index("method").loc["k3_naive", "stale"] == "code (trainer.py),config"
     assert frame.set_index("method").loc["k1", "stale"] == ""
     assert "stale: code (trainer.py),config" in text
+
+
+def test_the_leaderboard_is_embedded_between_the_readme_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{leaderboard.START}\nold table\n{leaderboard.END}\n\nafter\n")
+    leaderboard.embed(readme, "| new | table |\n")
+    assert readme.read_text() == f"# title\n\n{leaderboard.START}\n| new | table |\n{leaderboard.END}\n\nafter\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(OpdbenchError, match="needs one line"):
+        leaderboard.embed(readme, "x")
 
 
 def test_equivalent_rows_are_found_from_their_configs():

@@ -36,6 +36,15 @@ def test_the_paper_suite_holds_every_training_baseline():
     assert {c.method for c in variants} == {"k1"} and len({c.overrides for c in variants}) >= 8
 
 
+def test_cells_run_seed_by_seed_longest_first():
+    cells, common = sweep.expand("core")
+    order = sweep.schedule(cells, sweep._costs(cells, "core", common))
+    seeds = [c.seed for c in order]
+    assert seeds == sorted(seeds)
+    first = [c for c in order if c.seed == 0]
+    assert first[0].task == "dialogue" and first[-1].method in ("student_base", "teacher")  # references train 0 steps
+
+
 def test_unknown_suite_is_one_clear_error():
     with pytest.raises(OpdbenchError, match="unknown suite 'nope'; valid: .*core"):
         sweep.expand("nope")

@@ -257,3 +257,16 @@ def write(root: str | Path = "results/runs", suite: str = "default", out: str | 
     results.write_atomic(md, text)
     results.write_atomic(csv, frame.to_csv(index=False))
     return md, csv
+
+
+START, END = "<!-- leaderboard: begin (opdbench leaderboard --readme) -->", "<!-- leaderboard: end -->"
+
+
+def embed(readme: str | Path, text: str) -> None:
+    """Replace what README holds between the START and END markers with `text`."""
+    readme = Path(readme)
+    doc = readme.read_text()
+    if doc.count(START) != 1 or doc.count(END) != 1 or doc.index(START) > doc.index(END):
+        raise OpdbenchError(f"{readme} needs one line {START!r} and, after it, one line {END!r}")
+    head, rest = doc.split(START)
+    results.write_atomic(readme, f"{head}{START}\n{text.strip()}\n{END}{rest.split(END, 1)[1]}")
