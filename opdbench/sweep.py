@@ -185,10 +185,8 @@ def _is_url(target: str | Path) -> bool:
 
 
 def _exists(target: str) -> bool:
-    if not _is_url(target):
-        return Path(target).exists()
     import fsspec
-    fs, path = fsspec.core.url_to_fs(target)
+    fs, path = fsspec.core.url_to_fs(target)  # a plain path is fsspec's local filesystem
     return fs.exists(path)
 
 
@@ -197,17 +195,9 @@ def _cell_dir(root: str, suite: str, cell: Cell) -> str:
 
 
 def _write_failure(root: str, suite: str, cell: Cell, record: dict | None) -> None:
-    """Write (or, with None, remove) the record of a cell's failure beside its folder."""
-    path = f"{_cell_dir(root, suite, cell)}.failed.json"
-    if not _is_url(path):
-        if record is None:
-            Path(path).unlink(missing_ok=True)
-        else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            results.write_json(Path(path), record)
-        return
+    """Write (or, with None, remove) the record of a cell's failure beside its folder (a path or a URL)."""
     import fsspec
-    fs, path = fsspec.core.url_to_fs(path)
+    fs, path = fsspec.core.url_to_fs(f"{_cell_dir(root, suite, cell)}.failed.json")
     if record is None:
         if fs.exists(path):
             fs.rm(path)
