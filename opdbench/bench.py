@@ -24,14 +24,17 @@ def seconds_per_step(method: str, overrides: list[str], steps: int) -> dict:
     generator, prompt_rng = torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed)
     pool = run.task.examples("train")
     phases = {"rollout_s": 0.0, "teacher_s": 0.0, "update_s": 0.0}
+    tokens = 0  # response tokens sampled (and trained on) per timed step
     start = None
     for step in range(steps + 1):  # step 0 warms up (lazy initialization, allocator)
         if step == 1:
             start = time.perf_counter()
         chosen = prompt_rng.sample(range(len(pool)), cfg.train.batch_prompts)
-        _, timing = trainer.train_step(run, optimizer, [pool[i] for i in chosen], chosen, generator,
-                                       progress=step / max(steps, 1))
+        row, timing = trainer.train_step(run, optimizer, [pool[i] for i in chosen], chosen, generator,
+                                         progress=step / max(steps, 1))
         if step:
+            tokens += row["tokens"] / steps
             for k in phases:
                 phases[k] += timing[k] / steps
-    return {"method": method, "s_per_step": (time.perf_counter() - start) / steps, **phases}
+    return {"method": method, "s_per_step": (time.perf_counter() - start) / steps, **phases,
+            "tokens_per_step": tokens}
