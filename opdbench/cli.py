@@ -97,7 +97,13 @@ def _split(overrides: list[str], prefix: str) -> tuple[dict[str, str], list[str]
     return own, rest
 
 
-SWEEP_OPTIONS = {"ray_address": str, "num_cpus": int, "cpus_per_cell": float, "gpus_per_cell": float}
+def _duration(text: str) -> float:
+    from .sweep import parse_duration
+    return parse_duration(text)
+
+
+SWEEP_OPTIONS = {"ray_address": str, "num_cpus": int, "cpus_per_cell": float, "gpus_per_cell": float,
+                 "time_limit": _duration}
 
 
 def cmd_sweep(args) -> None:
@@ -121,6 +127,9 @@ def cmd_sweep(args) -> None:
     print(f"sweep {suite}: {report['cells']} cells, {report['skipped']} already complete, "
           f"{report['ran']} ran, {len(report['failed'])} failed, on {len(report['nodes'])} node(s), "
           f"in {time.perf_counter() - start:.0f} s")
+    if report["left"]:
+        print(f"sweep {suite}: {report['left']} cell(s) not started within sweep.time_limit; "
+              "run the same command again to continue")
     if report["failed"]:
         for name, error in report["failed"]:
             print(f"  failed: {name}: {error}", file=sys.stderr)

@@ -12,7 +12,11 @@ A suite is `opdbench/conf/suites/NAME.yaml`:
 
 Resuming is free: a cell is complete once its folder holds summary.json (the trainer publishes a
 cell atomically), so a sweep run again runs only what is missing, and a cell killed half-way left
-nothing behind. A failing cell (an exception, a NaN loss) writes `seed=<s>.failed.json` beside its
+nothing behind. `sweep.time_limit=2h` (or `90m`, `5400`) ends a sweep within a time slot (a batch
+job's wall limit, a working session): it starts no cell once the time is up, and near the end none
+whose expected duration would overrun it (taken from the suite's complete cells: the slowest seed of
+the same method and task, else the task's median seconds per sampled token), so cells in flight
+finish in time instead of being killed half-way; the rest wait for the next run. A failing cell (an exception, a NaN loss) writes `seed=<s>.failed.json` beside its
 folder; the others go on, and the sweep exits non-zero listing the failures.
 
 `results_dir` is a path (shared by every node, e.g. NFS, when the cluster has several) or an
@@ -29,6 +33,7 @@ import itertools
 import json
 import os
 import posixpath
+import statistics
 import tempfile
 import time
 import traceback
@@ -97,19 +102,77 @@ def schedule(cells: list[Cell], costs: dict[Cell, float]) -> list[Cell]:
     return sorted(cells, key=lambda c: (c.seed, -costs[c]))
 
 
+def _cost(cfg) -> float:
+    """Tokens a cell may sample in training (a composed config, or a cell's resolved config.yaml)."""
+    steps = cfg["train"]["steps"] if cfg["method"]["kind"] == "train" else 0
+    return ((1 + steps) * cfg["train"]["batch_prompts"] * cfg["rollout"]["samples_per_prompt"]
+            * cfg["task"]["params"].get("max_new_tokens", 1))
+
+
 def _costs(cells: list[Cell], suite: str, common: list[str]) -> dict[Cell, float]:
-    """Tokens each cell may sample in training, for ordering only. Composing every config first also
+    """Each cell's `_cost`, for ordering and time estimates. Composing every config first also
     stops a typo in a suite before anything runs. Seeds share a config: one composition each."""
     costs, by_config = {}, {}
     for cell in cells:
         key = (cell.method, cell.task, cell.overrides)
         if key not in by_config:
-            cfg = load_config(cell.hydra_overrides(suite, common))
-            steps = cfg.train.steps if cfg.method.kind == "train" else 0
-            by_config[key] = ((1 + steps) * cfg.train.batch_prompts * cfg.rollout.samples_per_prompt
-                              * cfg.task.params.get("max_new_tokens", 1))
+            by_config[key] = _cost(load_config(cell.hydra_overrides(suite, common)))
         costs[cell] = by_config[key]
     return costs
+
+
+class Durations:
+    """Expected seconds of a cell, from the complete cells of its suite (their summary's wall_s):
+    the slowest seed of the same method, variant and task; else the task's median seconds per
+    sampled token times the cell's tokens; else None (nothing known yet)."""
+
+    def __init__(self, costs: dict[Cell, float]):
+        self.costs = costs
+        self.walls: dict[tuple, list[float]] = {}  # (method, variant, task) -> wall_s of its complete seeds
+        self.rates: dict[str, list[float]] = {}  # task -> seconds per token of its complete cells
+
+    def add(self, cell: Cell, wall_s: float, cost: float) -> None:
+        self.walls.setdefault((cell.method, cell.overrides, cell.task), []).append(wall_s)
+        self.rates.setdefault(cell.task, []).append(wall_s / max(cost, 1))
+
+    def add_folder(self, cell: Cell, folder: str) -> None:
+        """A complete cell on disk or in a store (its summary.json and resolved config.yaml)."""
+        import fsspec
+        import yaml
+
+        fs, path = fsspec.core.url_to_fs(folder)
+        summary = json.loads(fs.cat_file(f"{path}/summary.json"))
+        config = yaml.load(fs.cat_file(f"{path}/config.yaml"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        self.add(cell, summary["wall_s"], _cost(config))
+
+    def __call__(self, cell: Cell) -> float | None:
+        seeds = self.walls.get((cell.method, cell.overrides, cell.task))
+        if seeds:
+            return max(seeds)
+        rates = self.rates.get(cell.task)
+        return statistics.median(rates) * self.costs[cell] if rates else None
+
+
+def next_cell(queue: list[Cell], seconds_left: float | None, durations) -> Cell | None:
+    """The first cell in schedule order that fits in the time left (None: no limit), or None.
+    A cell of unknown duration fits while any time is left."""
+    if seconds_left is not None and seconds_left <= 0:
+        return None
+    for cell in queue:
+        expected = None if seconds_left is None else durations(cell)
+        if expected is None or expected <= seconds_left:
+            return cell
+    return None
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of `5400`, `90m`, `1.5h` or `45s`."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = str(text).strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        raise ValueError(f"time_limit={text!r}: give seconds, or a number with s, m or h (e.g. 90m)") from None
 
 
 @contextlib.contextmanager
@@ -207,9 +270,12 @@ def _write_failure(root: str, suite: str, cell: Cell, record: dict | None) -> No
 
 
 def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = None, num_cpus: int | None = None,
-          cpus_per_cell: float = 1, gpus_per_cell: float = 0, progress: bool = True) -> dict:
-    """Run every missing cell of `suite`; returns {"cells", "skipped", "ran", "failed": [(name, error)],
+          cpus_per_cell: float = 1, gpus_per_cell: float = 0, time_limit: float | None = None,
+          progress: bool = True) -> dict:
+    """Run every missing cell of `suite` (within `time_limit` seconds, if given); returns {"cells",
+    "skipped", "ran", "failed": [(name, error)], "left": cells not started for lack of time,
     "nodes": the Ray nodes that ran them}."""
+    started = time.monotonic()
     import ray
     from tqdm.auto import tqdm
 
@@ -229,11 +295,15 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
         common.append("device=cuda")  # Ray gives each cell its GPU(s) through CUDA_VISIBLE_DEVICES
     complete = {c for c in cells if _exists(f"{_cell_dir(root, suite, c)}/summary.json")}
     todo = [c for c in cells if c not in complete]
-    costs = _costs(todo, suite, common)
+    costs = _costs(cells if time_limit is not None else todo, suite, common)
     todo = schedule(todo, costs)
-    report = {"cells": len(cells), "skipped": len(complete), "ran": 0, "failed": [], "nodes": set()}
+    report = {"cells": len(cells), "skipped": len(complete), "ran": 0, "failed": [], "left": 0, "nodes": set()}
     if not todo:
         return report
+    durations = Durations(costs)
+    if time_limit is not None:
+        for cell in complete:
+            durations.add_folder(cell, _cell_dir(root, suite, cell))
 
     # "local": a new cluster of our own, even when another is running on this machine.
     ray.init(address=ray_address or "local", num_cpus=None if ray_address else (num_cpus or os.cpu_count()),
@@ -243,14 +313,28 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
         if gpus_per_cell > resources.get("GPU", 0):  # Ray would wait forever for a GPU that never comes
             raise OpdbenchError(f"sweep.gpus_per_cell={gpus_per_cell:g} but the Ray cluster has "
                                 f"{resources.get('GPU', 0):g} GPU(s)")
-        slots = max(1, int(resources.get("CPU", 1) // max(cpus_per_cell, 1e-9)))
-        if gpus_per_cell > 0:
-            slots = min(slots, int(resources["GPU"] // gpus_per_cell))  # e.g. 0.5: two cells per GPU
         task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
-        pending = {task.remote(c.hydra_overrides(suite, common), _cell_dir(root, suite, c)): c for c in todo}
+        queue, pending = list(todo), {}  # cells not yet started, in schedule order; Ray refs -> cells
+
+        def start_cells() -> None:
+            """Keep every slot of the cluster busy (nodes that join later get cells too), in schedule
+            order: Ray's own queue does not promise to start tasks in the order they came."""
+            resources = ray.cluster_resources()
+            slots = max(1, int(resources.get("CPU", 1) // max(cpus_per_cell, 1e-9)))
+            if gpus_per_cell > 0:
+                slots = max(1, min(slots, int(resources.get("GPU", 0) // gpus_per_cell)))  # 0.5: two a GPU
+            while len(pending) < slots:
+                left = None if time_limit is None else time_limit - (time.monotonic() - started)
+                cell = next_cell(queue, left, durations)
+                if cell is None:
+                    return
+                queue.remove(cell)
+                pending[task.remote(cell.hydra_overrides(suite, common), _cell_dir(root, suite, cell))] = cell
+
         bar = tqdm(total=len(cells), initial=len(complete), desc=f"sweep {suite}", unit="cell",
                    disable=not progress, dynamic_ncols=True)
-        bar.set_postfix_str(f"running {min(slots, len(pending))}, failed 0")
+        start_cells()
+        bar.set_postfix_str(f"running {len(pending)}, failed 0")
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             cell = pending.pop(ref)
@@ -268,9 +352,13 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
                 _write_failure(root, suite, cell, None)
                 report["ran"] += 1
                 report["nodes"].add(outcome["node"])
+                if time_limit is not None:
+                    durations.add_folder(cell, _cell_dir(root, suite, cell))
             bar.update(1)
-            bar.set_postfix_str(f"running {min(slots, len(pending))}, failed {len(report['failed'])}")
+            start_cells()
+            bar.set_postfix_str(f"running {len(pending)}, failed {len(report['failed'])}")
         bar.close()
+        report["left"] = len(queue)
     finally:
         ray.shutdown()
     return report

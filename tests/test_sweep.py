@@ -45,6 +45,50 @@ def test_cells_run_seed_by_seed_longest_first():
     assert first[0].task == "dialogue" and first[-1].method in ("student_base", "teacher")  # references train 0 steps
 
 
+def test_a_time_limit_starts_the_first_cell_that_fits_and_none_once_time_is_up():
+    a, b, c = (sweep.Cell(m, "math", 0) for m in ("a", "b", "c"))
+    durations = {a: 100.0, b: None, c: 10.0}.get
+    assert sweep.next_cell([a, b, c], None, durations) is a  # no limit: schedule order
+    assert sweep.next_cell([a, b, c], 150, durations) is a
+    assert sweep.next_cell([a, b, c], 50, durations) is b  # unknown duration: fits while time is left
+    assert sweep.next_cell([a, c], 50, durations) is c  # a would overrun; the shorter c fits
+    assert sweep.next_cell([a], 50, durations) is None
+    assert sweep.next_cell([b, c], 0, durations) is None  # time is up: nothing starts
+
+
+def test_expected_durations_come_from_the_same_method_else_the_task_rate():
+    k1_s0, k1_s1, k3_s0, code = (sweep.Cell("k1", "math", 0), sweep.Cell("k1", "math", 1),
+                                 sweep.Cell("k3_naive", "math", 0), sweep.Cell("k1", "code", 0))
+    lr = sweep.Cell("k1", "math", 1, ("train.lr=5e-4",))
+    durations = sweep.Durations({k1_s0: 1000, k1_s1: 1000, k3_s0: 3000, code: 500, lr: 1000})
+    assert durations(k1_s1) is None  # nothing complete yet
+    durations.add(k1_s0, wall_s=40.0, cost=1000)
+    durations.add(sweep.Cell("k1", "math", 2), wall_s=60.0, cost=1000)
+    assert durations(k1_s1) == 60.0  # the slowest complete seed of the same method and task
+    assert durations(lr) == pytest.approx(0.05 * 1000)  # a variant is its own config: the task's median rate
+    assert durations(k3_s0) == pytest.approx(0.05 * 3000)  # the median of 0.04 and 0.06 s/token
+    assert durations(code) is None  # no complete cell of the task
+
+
+def test_a_time_limit_reads_as_seconds_minutes_or_hours():
+    assert [sweep.parse_duration(t) for t in ("5400", "90m", "1.5h", "45s", " 2H ")] == [5400, 5400, 5400, 45, 7200]
+    with pytest.raises(ValueError, match="time_limit='soon'"):
+        sweep.parse_duration("soon")
+
+
+def test_a_sweep_out_of_time_starts_nothing_and_says_how_to_continue(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "opdbench.cli", "sweep", "suite=smoke", "progress=false",
+                          "sweep.num_cpus=1", "sweep.time_limit=0.5s", f"results_dir={tmp_path}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "3 cells, 0 already complete, 0 ran, 0 failed" in out.stdout
+    assert "3 cell(s) not started within sweep.time_limit; run the same command again" in out.stdout
+    assert not list(tmp_path.rglob("summary.json"))
+    bad = subprocess.run([sys.executable, "-m", "opdbench.cli", "sweep", "suite=smoke", "sweep.time_limit=soon"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "give seconds, or a number with s, m or h" in bad.stderr
+
+
 def test_unknown_suite_is_one_clear_error():
     with pytest.raises(OpdbenchError, match="unknown suite 'nope'; valid: .*core"):
         sweep.expand("nope")

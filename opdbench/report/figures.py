@@ -105,7 +105,7 @@ def _curves(frame, rows, columns: list[tuple[str, str, int]], path: Path, labels
                 if smooth > 1:
                     wide = wide.rolling(smooth, min_periods=1).mean()
                 label = (labels or {}).get(row, row)
-                line, = ax.plot(wide.index, wide.mean(axis=1), lw=1.0, label=f"{label} ({wide.shape[1]} seeds)")
+                line, = ax.plot(wide.index, wide.mean(axis=1), lw=1.0, label=f"{label} ({wide.shape[1]} seed{'s' * (wide.shape[1] > 1)})")
                 ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
             ax.set_title(task)
             ax.set_xlabel("step")
