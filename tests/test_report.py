@@ -41,6 +41,15 @@ def test_leaderboard_rows_intervals_and_commands(smoke_suite):
     assert again.equals(frame)  # every bootstrap draw is seeded
 
 
+def test_a_partial_suite_says_how_much_of_it_is_in(smoke_suite, tmp_path):
+    import shutil
+    shutil.copytree(smoke_suite / "smoke/k1/math/seed=0", tmp_path / "smoke/k1/math/seed=0")
+    _, text = leaderboard.build(tmp_path, "smoke")
+    assert text.startswith("Suite `smoke`: 1 of its 3 cells so far (`opdbench sweep suite=smoke` runs the rest).")
+    _, text = leaderboard.build(smoke_suite, "smoke")
+    assert text.startswith("Suite `smoke`: 5 cells.")  # more seeds than the suite lists: no fraction
+
+
 def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
     import shutil
     root = tmp_path / "runs"

@@ -214,7 +214,7 @@ def build(root: str | Path = "results/runs", suite: str = "default", seed: int =
         rec["reproduce"] = _command(group, suite)
         records.append(rec)
     frame = pd.DataFrame(records)
-    return frame, _markdown(frame, tasks, k, suite, len(cells))
+    return frame, _markdown(frame, tasks, k, suite, len(cells), _planned(suite))
 
 
 def _command(group: list[Cell], suite: str) -> str:
@@ -228,10 +228,19 @@ def _command(group: list[Cell], suite: str) -> str:
     return f"opdbench train -m method={s['method']} task={tasks} seed={seeds} suite={suite}{budget}{extra}"
 
 
-def _markdown(frame, tasks: list[str], k: int, suite: str, n_cells: int) -> str:
+def _planned(suite: str) -> int | None:
+    """How many cells the suite's YAML lists (None for a suite that no YAML defines)."""
+    from ..sweep import SUITES_DIR, expand
+
+    return len(expand(suite)[0]) if (SUITES_DIR / f"{suite}.yaml").exists() else None
+
+
+def _markdown(frame, tasks: list[str], k: int, suite: str, n_cells: int, planned: int | None) -> str:
     head = ["method", *[f"{t} mean@{k}" for t in tasks], *[f"{t} best@{k}" for t in tasks],
             "IQM mean@" + str(k), f"P(>{BASELINE})", "seeds", "tokens (student / teacher)", "wall", "notes"]
-    lines = [f"Suite `{suite}`: {n_cells} cells. 95 % bootstrap intervals over seeds and eval prompts; "
+    count = f"{n_cells} cells" if planned is None or n_cells >= planned else (
+        f"{n_cells} of its {planned} cells so far (`opdbench sweep suite={suite}` runs the rest)")
+    lines = [f"Suite `{suite}`: {count}. 95 % bootstrap intervals over seeds and eval prompts; "
              f"IQM over every run of every task; P(>{BASELINE}) = probability of improvement over {BASELINE}.",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     commands = []
