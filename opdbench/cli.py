@@ -102,8 +102,14 @@ def _duration(text: str) -> float:
     return parse_duration(text)
 
 
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"{text!r} is not true or false")
+    return text.lower() == "true"
+
+
 SWEEP_OPTIONS = {"ray_address": str, "num_cpus": int, "cpus_per_cell": float, "gpus_per_cell": float,
-                 "time_limit": _duration}
+                 "time_limit": _duration, "plan": _bool}
 
 
 def cmd_sweep(args) -> None:
@@ -124,6 +130,10 @@ def cmd_sweep(args) -> None:
         raise OpdbenchError(f"bad sweep option: {err}") from err
     start = time.perf_counter()
     report = sweep(suite, rest, **kwargs)
+    if "plan" in report:
+        print(_plan_text(suite, report, slots=max(1, int((kwargs.get("num_cpus") or os.cpu_count())
+                                                       // max(kwargs.get("cpus_per_cell", 1), 1e-9)))))
+        return
     print(f"sweep {suite}: {report['cells']} cells, {report['skipped']} already complete, "
           f"{report['ran']} ran, {len(report['failed'])} failed, on {len(report['nodes'])} node(s), "
           f"in {time.perf_counter() - start:.0f} s")
@@ -135,6 +145,28 @@ def cmd_sweep(args) -> None:
             print(f"  failed: {name}: {error}", file=sys.stderr)
         raise OpdbenchError(f"{len(report['failed'])} cell(s) failed; their errors are in "
                             f"<results_dir>/{suite}/**/seed=*.failed.json; run the sweep again to retry them")
+
+
+def _plan_text(suite: str, report: dict, slots: int) -> str:
+    """What `sweep.plan=true` prints: the missing cells per task with their expected time."""
+    rows = [("task", "cells to run", "expected cell-hours", "of unknown duration")]
+    by_task: dict[str, list] = {}
+    for cell, seconds in report["plan"]:
+        by_task.setdefault(cell.task, []).append(seconds)
+    for task, expected in by_task.items():
+        known = [s for s in expected if s is not None]
+        rows.append((task, str(len(expected)), f"{sum(known) / 3600:.1f}", str(len(expected) - len(known))))
+    total = sum(s for _, s in report["plan"] if s is not None)
+    unknown = sum(s is None for _, s in report["plan"])
+    lines = [f"sweep {suite}: {report['skipped']} of {report['cells']} cells complete, {len(report['plan'])} to run "
+             "(seed by seed, longest first)", _table(rows) if len(rows) > 1 else "",
+             f"about {total / 3600 / slots:.1f} h at {slots} cell(s) at a time"
+             + (f", not counting the {unknown} cell(s) of unknown duration (no complete cell of their task yet)"
+                if unknown else "")
+             + " (a cell's expected time: its method's slowest complete seed, else its task's median rate)"]
+    if report["plan"]:
+        lines.append(f"first: {', '.join(c.name for c, _ in report['plan'][:3])}")
+    return "\n".join(line for line in lines if line)
 
 
 def cmd_leaderboard(args) -> None:

@@ -271,10 +271,11 @@ def _write_failure(root: str, suite: str, cell: Cell, record: dict | None) -> No
 
 def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = None, num_cpus: int | None = None,
           cpus_per_cell: float = 1, gpus_per_cell: float = 0, time_limit: float | None = None,
-          progress: bool = True) -> dict:
+          plan: bool = False, progress: bool = True) -> dict:
     """Run every missing cell of `suite` (within `time_limit` seconds, if given); returns {"cells",
     "skipped", "ran", "failed": [(name, error)], "left": cells not started for lack of time,
-    "nodes": the Ray nodes that ran them}."""
+    "nodes": the Ray nodes that ran them}. With `plan`, run nothing: "plan" holds the missing cells
+    in schedule order with their expected seconds (None: unknown)."""
     started = time.monotonic()
     import ray
     from tqdm.auto import tqdm
@@ -295,15 +296,18 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
         common.append("device=cuda")  # Ray gives each cell its GPU(s) through CUDA_VISIBLE_DEVICES
     complete = {c for c in cells if _exists(f"{_cell_dir(root, suite, c)}/summary.json")}
     todo = [c for c in cells if c not in complete]
-    costs = _costs(cells if time_limit is not None else todo, suite, common)
+    estimate = time_limit is not None or plan  # durations from the complete cells
+    costs = _costs(cells if estimate else todo, suite, common)
     todo = schedule(todo, costs)
     report = {"cells": len(cells), "skipped": len(complete), "ran": 0, "failed": [], "left": 0, "nodes": set()}
-    if not todo:
-        return report
     durations = Durations(costs)
-    if time_limit is not None:
+    if estimate:
         for cell in complete:
             durations.add_folder(cell, _cell_dir(root, suite, cell))
+    if plan:
+        return {**report, "plan": [(cell, durations(cell)) for cell in todo]}
+    if not todo:
+        return report
 
     # "local": a new cluster of our own, even when another is running on this machine.
     ray.init(address=ray_address or "local", num_cpus=None if ray_address else (num_cpus or os.cpu_count()),

@@ -1,5 +1,6 @@
 """Sweeps: suites expand to cells, Ray runs them, a killed sweep resumes to the same results."""
 
+import json
 import os
 import re
 import secrets
@@ -18,6 +19,10 @@ from opdbench.conf import baseline_files, load_config
 from opdbench.errors import OpdbenchError
 
 REPO = Path(__file__).parents[1]
+
+
+def json_load(path: Path):
+    return json.loads(path.read_text())
 
 
 def test_every_suite_expands_to_valid_cells():
@@ -87,6 +92,20 @@ def test_a_sweep_out_of_time_starts_nothing_and_says_how_to_continue(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "opdbench.cli", "sweep", "suite=smoke", "sweep.time_limit=soon"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "give seconds, or a number with s, m or h" in bad.stderr
+
+
+def test_a_sweep_plan_lists_what_is_left_and_runs_nothing(tmp_path):
+    shutil.copytree(REPO / "results/runs/quick/k1/math/seed=0", tmp_path / "quick/k1/math/seed=0")
+    out = subprocess.run([sys.executable, "-m", "opdbench.cli", "sweep", "suite=quick", "sweep.plan=true",
+                          "sweep.num_cpus=2", f"results_dir={tmp_path}"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "sweep quick: 1 of 8 cells complete, 7 to run" in out.stdout
+    wall = json_load(tmp_path / "quick/k1/math/seed=0/summary.json")["wall_s"]
+    # Every cell left is on math, whose one complete cell gives the rate: none is of unknown duration.
+    assert re.search(r"math\s+7\s+[\d.]+\s+0", out.stdout), out.stdout
+    assert "first: k3_naive/math/seed=0, k3_corrected/math/seed=0" in out.stdout  # seed 0 first, longest first
+    assert len(list(tmp_path.rglob("summary.json"))) == 1 and wall > 0
 
 
 def test_unknown_suite_is_one_clear_error():
