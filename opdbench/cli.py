@@ -131,8 +131,7 @@ def cmd_sweep(args) -> None:
     start = time.perf_counter()
     report = sweep(suite, rest, **kwargs)
     if "plan" in report:
-        print(_plan_text(suite, report, slots=max(1, int((kwargs.get("num_cpus") or os.cpu_count())
-                                                       // max(kwargs.get("cpus_per_cell", 1), 1e-9)))))
+        print(_plan_text(suite, report))
         return
     print(f"sweep {suite}: {report['cells']} cells, {report['skipped']} already complete, "
           f"{report['ran']} ran, {len(report['failed'])} failed, on {len(report['nodes'])} node(s), "
@@ -147,8 +146,9 @@ def cmd_sweep(args) -> None:
                             f"<results_dir>/{suite}/**/seed=*.failed.json; run the sweep again to retry them")
 
 
-def _plan_text(suite: str, report: dict, slots: int) -> str:
+def _plan_text(suite: str, report: dict) -> str:
     """What `sweep.plan=true` prints: the missing cells per task with their expected time."""
+    slots = report["slots"]
     rows = [("task", "cells to run", "expected cell-hours", "of unknown duration")]
     by_task: dict[str, list] = {}
     for cell, seconds in report["plan"]:

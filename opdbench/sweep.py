@@ -16,8 +16,9 @@ nothing behind. `sweep.time_limit=2h` (or `90m`, `5400`) ends a sweep within a t
 job's wall limit, a working session): it starts no cell once the time is up, and near the end none
 whose expected duration would overrun it (taken from the suite's complete cells: the slowest seed of
 the same method and task, else the task's median seconds per sampled token), so cells in flight
-finish in time instead of being killed half-way; the rest wait for the next run. A failing cell (an exception, a NaN loss) writes `seed=<s>.failed.json` beside its
-folder; the others go on, and the sweep exits non-zero listing the failures.
+finish in time instead of being killed half-way; the rest wait for the next run. A failing cell
+(an exception, a NaN loss) writes `seed=<s>.failed.json` beside its folder; the others go on, and
+the sweep exits non-zero listing the failures.
 
 `results_dir` is a path (shared by every node, e.g. NFS, when the cluster has several) or an
 fsspec URL (`s3://bucket/runs`, `gs://...`, even `file:///...`): with a URL each worker trains its
@@ -165,6 +166,12 @@ def next_cell(queue: list[Cell], seconds_left: float | None, durations) -> Cell 
     return None
 
 
+def slots(cpus: float, gpus: float, cpus_per_cell: float, gpus_per_cell: float) -> int:
+    """How many cells run at once on this many CPUs and GPUs (0.5 GPU a cell: two a GPU)."""
+    n = max(1, int(cpus // max(cpus_per_cell, 1e-9)))
+    return max(1, min(n, int(gpus // gpus_per_cell))) if gpus_per_cell > 0 else n
+
+
 def parse_duration(text: str) -> float:
     """Seconds of `5400`, `90m`, `1.5h` or `45s`."""
     units = {"s": 1, "m": 60, "h": 3600}
@@ -304,8 +311,9 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     if estimate:
         for cell in complete:
             durations.add_folder(cell, _cell_dir(root, suite, cell))
-    if plan:
-        return {**report, "plan": [(cell, durations(cell)) for cell in todo]}
+    if plan:  # at the slots of the local machine (or num_cpus): a cluster's are not known without Ray
+        return {**report, "plan": [(cell, durations(cell)) for cell in todo],
+                "slots": slots(num_cpus or os.cpu_count(), 0, cpus_per_cell, 0)}
     if not todo:
         return report
 
@@ -324,10 +332,7 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
             """Keep every slot of the cluster busy (nodes that join later get cells too), in schedule
             order: Ray's own queue does not promise to start tasks in the order they came."""
             resources = ray.cluster_resources()
-            slots = max(1, int(resources.get("CPU", 1) // max(cpus_per_cell, 1e-9)))
-            if gpus_per_cell > 0:
-                slots = max(1, min(slots, int(resources.get("GPU", 0) // gpus_per_cell)))  # 0.5: two a GPU
-            while len(pending) < slots:
+            while len(pending) < slots(resources.get("CPU", 1), resources.get("GPU", 0), cpus_per_cell, gpus_per_cell):
                 left = None if time_limit is None else time_limit - (time.monotonic() - started)
                 cell = next_cell(queue, left, durations)
                 if cell is None:

@@ -85,14 +85,20 @@ def load_cells(root: Path, suite: str) -> list[Cell]:
     return cells
 
 
-def mark_stale(cells: list[Cell], suite: str) -> None:
-    """Compare each cell's inputs with what the same command would use now."""
+def suite_commands(suite: str) -> dict[str, list[str]] | None:
+    """Each cell the suite's YAML lists, by name, with its overrides (None: no YAML defines the suite)."""
     from ..sweep import SUITES_DIR, expand
 
-    suite_cells = {}
-    if (SUITES_DIR / f"{suite}.yaml").exists():
-        planned, common = expand(suite)
-        suite_cells = {c.name: c.hydra_overrides(suite, common) for c in planned}
+    if not (SUITES_DIR / f"{suite}.yaml").exists():
+        return None
+    planned, common = expand(suite)
+    return {c.name: c.hydra_overrides(suite, common) for c in planned}
+
+
+def mark_stale(cells: list[Cell], suite: str, suite_cells: dict[str, list[str]] | None) -> None:
+    """Compare each cell's inputs with what the same command would use now (`suite_cells`: the
+    suite's `suite_commands`)."""
+    suite_cells = suite_cells or {}
     code, sources, zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
     defaults = OmegaConf.to_container(OmegaConf.structured(Config))  # interpolations stay strings: never equal
     now_by_key: dict[tuple, dict] = {}
@@ -162,7 +168,8 @@ def build(root: str | Path = "results/runs", suite: str = "default", seed: int =
     cells = load_cells(root, suite)
     if not cells:
         raise OpdbenchError(f"no complete cells under {root / suite}: run `opdbench sweep suite={suite}` first")
-    mark_stale(cells, suite)
+    planned = suite_commands(suite)
+    mark_stale(cells, suite, planned)
     k = cells[0].config["eval"]["k"]
     tasks = [t for t in TASK_ORDER if any(c.summary["task"] == t for c in cells)]
     tasks += sorted({c.summary["task"] for c in cells} - set(tasks))
@@ -214,7 +221,7 @@ def build(root: str | Path = "results/runs", suite: str = "default", seed: int =
         rec["reproduce"] = _command(group, suite)
         records.append(rec)
     frame = pd.DataFrame(records)
-    return frame, _markdown(frame, tasks, k, suite, len(cells), _planned(suite))
+    return frame, _markdown(frame, tasks, k, suite, len(cells), None if planned is None else len(planned))
 
 
 def _command(group: list[Cell], suite: str) -> str:
@@ -226,13 +233,6 @@ def _command(group: list[Cell], suite: str) -> str:
     extra = "".join(f" '{o}'" for o in s["variant"].split(",")) if s.get("variant") else ""
     budget = f" budget={s['budget']}" if s.get("budget", "default") != "default" else ""
     return f"opdbench train -m method={s['method']} task={tasks} seed={seeds} suite={suite}{budget}{extra}"
-
-
-def _planned(suite: str) -> int | None:
-    """How many cells the suite's YAML lists (None for a suite that no YAML defines)."""
-    from ..sweep import SUITES_DIR, expand
-
-    return len(expand(suite)[0]) if (SUITES_DIR / f"{suite}.yaml").exists() else None
 
 
 def _markdown(frame, tasks: list[str], k: int, suite: str, n_cells: int, planned: int | None) -> str:
