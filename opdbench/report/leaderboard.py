@@ -1,9 +1,9 @@
 """`opdbench leaderboard`: results/leaderboard.md and .csv, rebuilt from results/runs/ without training.
 
-One row per method (a sweep's variant is its own row). Per task: mean@k and best@k over seeds with
-95 % bootstrap intervals that resample seeds and, within each seed, eval prompts (stats.cell_ci);
-across tasks: the IQM of every run's final mean@k (stratified bootstrap); against k1: the
-probability of improvement. A cell whose inputs changed since it ran (its config, a checkpoint,
+One row per method (a sweep's variant is its own row), ranked by IQM, the reference rows last.
+Per task: mean@k and best@k over seeds with 95 % bootstrap intervals that resample seeds and,
+within each seed, eval prompts (stats.cell_ci); across tasks: the IQM of every run's final mean@k
+(stratified bootstrap); against k1: the probability of improvement. A cell whose inputs changed since it ran (its config, a checkpoint,
 the code that produces results) is marked stale in its row, never mixed in silently.
 """
 
@@ -193,7 +193,7 @@ def build(root: str | Path = "results/runs", suite: str = "default", seed: int =
     baseline = runs_by_task(BASELINE) if BASELINE in by_row else None
     notes = equivalences({row: next(iter(v.values()))[0].config["method"] for row, v in by_row.items()})
     records = []
-    for row in sorted(by_row, key=lambda r: (r != BASELINE, r)):
+    for row in sorted(by_row):
         rng = np.random.default_rng(seed)
         rec = {"method": row}
         for t in tasks:
@@ -220,8 +220,19 @@ def build(root: str | Path = "results/runs", suite: str = "default", seed: int =
         rec["note"] = notes.get(row, "")
         rec["reproduce"] = _command(group, suite)
         records.append(rec)
-    frame = pd.DataFrame(records)
+    frame = _ranked(pd.DataFrame(records), by_row)
     return frame, _markdown(frame, tasks, k, suite, len(cells), None if planned is None else len(planned))
+
+
+def _ranked(frame, by_row: dict[str, dict[str, list[Cell]]]):
+    """The OPD rows by IQM, best first (rows without one, not yet run on every task, after them by
+    name), then the reference rows (the student, the teacher: bounds, not entries)."""
+    def reference(row: str) -> bool:
+        return next(iter(by_row[row].values()))[0].config["method"].get("kind", "").startswith("evaluate_")
+
+    order = sorted(range(len(frame)), key=lambda i: (reference(frame["method"][i]), np.isnan(frame["IQM"][i]),
+                                                     -np.nan_to_num(frame["IQM"][i]), frame["method"][i]))
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def _command(group: list[Cell], suite: str) -> str:
@@ -241,7 +252,8 @@ def _markdown(frame, tasks: list[str], k: int, suite: str, n_cells: int, planned
     count = f"{n_cells} cells" if planned is None or n_cells >= planned else (
         f"{n_cells} of its {planned} cells so far (`opdbench sweep suite={suite}` runs the rest)")
     lines = [f"Suite `{suite}`: {count}. 95 % bootstrap intervals over seeds and eval prompts; "
-             f"IQM over every run of every task; P(>{BASELINE}) = probability of improvement over {BASELINE}.",
+             f"IQM over every run of every task; P(>{BASELINE}) = probability of improvement over {BASELINE}. "
+             "Rows by IQM, best first; the reference rows last.",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     commands = []
     for _, r in frame.iterrows():
