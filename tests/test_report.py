@@ -105,6 +105,7 @@ def test_figures_are_written(smoke_suite, tmp_path):
     # the smoke suite ran k1 and k3_naive: the figures of what it ran, and the two that need no run
     assert names == ["advantage_vs_ratio", "estimator_bias_variance", "learning_curves_estimators", "train_kl"]
     assert all(p.stat().st_size > 5000 for p in paths) and len(paths) == 2 * len(names)  # PNG and PDF
+    assert not any(b"CreationDate" in p.read_bytes() for p in paths)  # no date inside: a rerun writes the same bytes
 
 
 def test_every_training_baseline_is_in_one_figure_family():

@@ -61,10 +61,11 @@ def _plt():
 
 
 def _save(fig, path: Path) -> list[Path]:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     written = []
-    for suffix in (".png", ".pdf"):
-        fig.savefig(path.with_suffix(suffix), dpi=200)
+    for suffix, metadata in ((".png", {}), (".pdf", {"CreationDate": None})):  # no date: same figure, same bytes
+        fig.savefig(path.with_suffix(suffix), dpi=200, metadata=metadata)
         written.append(path.with_suffix(suffix))
     _plt().close(fig)
     return written
@@ -86,10 +87,16 @@ def _tasks(names) -> list[str]:
 
 def _curves(frame, rows, columns: list[tuple[str, str, int]], path: Path, labels=None) -> list[Path]:
     """One panel per (metric, task): the mean over seeds of each row, a band from the lowest to the
-    highest seed. `columns` holds (column, y label, smoothing window in steps)."""
+    highest seed. `columns` holds (column, y label, smoothing window in steps). A row keeps its
+    colour in every panel, and one legend beside the panels names them all (with their seeds)."""
     plt = _plt()
     tasks = _tasks(frame["task"])
-    fig, axes = plt.subplots(len(columns), len(tasks), figsize=(2.6 * len(tasks), 2.1 * len(columns)), squeeze=False)
+    curves = [r for r in rows if r not in REFERENCES]
+    colour = {row: f"C{i % 10}" for i, row in enumerate(curves)}
+    fig, axes = plt.subplots(len(columns), len(tasks), figsize=(2.6 * len(tasks) + 1.6, 2.1 * len(columns)),
+                             squeeze=False, layout="constrained")
+    seeds: dict[str, set[int]] = {}
+    handles = {}
     for (column, ylabel, smooth), panel_row in zip(columns, axes):
         for ax, task in zip(panel_row, tasks):
             sub = frame[(frame["task"] == task) & frame[column].notna()]
@@ -104,14 +111,21 @@ def _curves(frame, rows, columns: list[tuple[str, str, int]], path: Path, labels
                 wide = cells.pivot_table(index="step", columns="seed", values=column)
                 if smooth > 1:
                     wide = wide.rolling(smooth, min_periods=1).mean()
-                label = (labels or {}).get(row, row)
-                line, = ax.plot(wide.index, wide.mean(axis=1), lw=1.0, label=f"{label} ({wide.shape[1]} seed{'s' * (wide.shape[1] > 1)})")
-                ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
+                seeds.setdefault(row, set()).add(wide.shape[1])
+                handles[row], = ax.plot(wide.index, wide.mean(axis=1), lw=1.0, color=colour[row])
+                ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=colour[row], alpha=0.18, lw=0)
             ax.set_title(task)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
         panel_row[0].set_ylabel(ylabel)
-    axes[0][0].legend(loc="best", frameon=False)
+
+    def label(row: str) -> str:
+        counts = sorted(seeds[row])
+        n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        return f"{(labels or {}).get(row, row)} ({n} seed{'s' * (counts[-1] > 1)})"
+
+    shown = [r for r in curves if r in handles]
+    fig.legend([handles[r] for r in shown], [label(r) for r in shown], loc="outside right upper", frameon=False)
     return _save(fig, path)
 
 
