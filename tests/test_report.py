@@ -129,7 +129,16 @@ def test_figures_of_a_full_suite_from_synthetic_cells(tmp_path):
             rec.update({f"{task} mean@8": point, f"{task} mean@8 lo": point - 0.05, f"{task} mean@8 hi": point + 0.05})
         records.append(rec)
     table = pd.DataFrame(records).set_index("method")
-    configs = {r: OmegaConf.to_container(load_config([f"method={r}", "task=math"]), resolve=True) for r in ("k1", "gamma_1")}
+    def config(row):  # as a cell of the row records it
+        method, _, override = row.partition("@")
+        return OmegaConf.to_container(load_config([f"method={method}", "task=math", *([override] if override else [])]), resolve=True)
+
+    configs = {r: config(r) for r in ("k1", "gamma_1", "k1@train.lr=5e-4", "k1@models.teachers=[zoo:teacher-xs]")}
+    # a lone zoo teacher sits at its size; an unset gamma is k1's 0; a variant's value is its config's
+    assert figures._knob_value("models.teachers", configs["k1@models.teachers=[zoo:teacher-xs]"]) == 70656
+    assert figures._knob_value("models.teachers", configs["k1"]) == 272384
+    assert figures._knob_value("method.credit_params.gamma", configs["k1"]) == 0.0
+    assert figures._knob_value("train.lr", configs["k1@train.lr=5e-4"]) == 5e-4
     written = [*figures.divergence_bars(table, ["math", "code"], "8", tmp_path),
                *figures.filter_heatmap(table, ["math", "code"], "8", tmp_path),
                *figures.hyperparameters(table, configs, "8", tmp_path)]

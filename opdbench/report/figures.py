@@ -47,9 +47,16 @@ FILTER_CRITERIA = ("kl", "student_entropy", "teacher_entropy")
 FILTER_BANDS = ("0_30", "30_70", "70_100")
 STABILITY_ROWS = {"k1": "k1 (fp32 rollout)", "k1_bf16": "bf16, no correction", "tis": "bf16, TIS",
                   "mis": "bf16, MIS"}
-# Knobs swept as methods rather than variants: (label, the config path they set, rows).
-METHOD_KNOBS = [("credit gamma", "method.credit_params.gamma", ["k1", "gamma_0p1", "gamma_0p5", "gamma_1"]),
-                ("whitening", "method.whiten", FAMILIES["whitening"])]
+# Knobs swept as methods rather than variants: (the config path they set, rows).
+METHOD_KNOBS = [("method.credit_params.gamma", ["k1", "gamma_0p1", "gamma_0p5", "gamma_1"]),
+                ("method.whiten", FAMILIES["whitening"])]
+# A panel's title, by the config path it sweeps (others are titled by the path itself).
+KNOB_TITLES = {"train.lr": "learning rate", "rollout.temperature": "sampling temperature",
+               "task.samples_per_prompt": "samples per prompt (group size)",
+               "task.params.max_new_tokens": "response length (max new tokens)",
+               "train.epochs": "epochs on each step's rollouts", "models.teachers": "teacher size (parameters)",
+               "method.credit_params.gamma": "credit gamma", "method.whiten": "whitening"}
+WHITENING_ORDER = ("none", "sample", "group", "batch")  # finest to coarsest normalization
 
 
 def _plt():
@@ -270,20 +277,16 @@ def _get(config: dict, dotted: str):
 
 def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = "math") -> list[Path]:
     """Final mean@k on `task` against each knob a suite sweeps: k1's variants (`k1@train.lr=5e-4`)
-    and the knobs registered as methods (gamma, whitening); k1's own value is the marked point."""
-    knobs: dict[str, list[tuple[str, object]]] = {}
+    and the knobs registered as methods (gamma, whitening); k1's own value is the marked point.
+    A teacher is placed at its parameter count (the zoo's manifest)."""
+    knobs: dict[str, list[str]] = {}
     for row in table.index:
         found = re.fullmatch(rf"{BASELINE}@([\w.]+)=(.+)", row)
-        if found and f"{task} mean@{k}" in table.columns:
-            knobs.setdefault(found[1], []).append((row, found[2]))
-    panels = []
-    for knob, points in knobs.items():
-        default = _get(configs.get(BASELINE, {}), knob)
-        panels.append((knob, [(BASELINE, default), *points]))
-    for label, path, rows in METHOD_KNOBS:
-        present = [(r, _get(configs[r], path)) for r in rows if r in table.index and r in configs]
-        if len(present) > 1:
-            panels.append((label, [(r, 0.0 if v is None else v) for r, v in present]))
+        if found and f"{task} mean@{k}" in table.columns and row in configs:
+            knobs.setdefault(found[1], [BASELINE]).append(row)
+    panels = [(knob, rows) for knob, rows in knobs.items()]
+    panels += [(path, [r for r in rows if r in table.index and r in configs]) for path, rows in METHOD_KNOBS]
+    panels = [(knob, [(r, _knob_value(knob, configs.get(r, {}))) for r in rows]) for knob, rows in panels if len(rows) > 1]
     if not panels:
         return []
     plt = _plt()
@@ -291,9 +294,9 @@ def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = "
     fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(2.3 * cols, 2.0 * -(-len(panels) // cols)),
                              squeeze=False)
     for ax, (knob, points) in zip(axes.flat, panels):
-        numeric = all(_number(v) is not None for _, v in points)
-        points = sorted(points, key=lambda p: _number(p[1]) if numeric else str(p[1]))
-        xs = [_number(v) if numeric else i for i, (_, v) in enumerate(points)]
+        numeric = all(isinstance(v, float) for _, v in points)
+        points = sorted(points, key=lambda p: p[1] if numeric else (_rank(p[1], WHITENING_ORDER), str(p[1])))
+        xs = [v if numeric else i for i, (_, v) in enumerate(points)]
         rec = [table.loc[r] for r, _ in points]
         y = np.array([r[f"{task} mean@{k}"] for r in rec])
         err = [y - [r[f"{task} mean@{k} lo"] for r in rec], [r[f"{task} mean@{k} hi"] for r in rec] - y]
@@ -301,11 +304,17 @@ def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = "
         for x, (row, _), v in zip(xs, points, y):
             if row == BASELINE:
                 ax.plot([x], [v], marker="*", ms=9, color="C3", zorder=3, label="k1 default")
-        if numeric and knob.endswith("lr"):
+        if numeric and all(float(x).is_integer() for x in xs):
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        if knob in ("train.lr", "models.teachers"):
             ax.set_xscale("log")
+        if knob == "models.teachers":  # name each teacher at its size
+            ax.set_xticks(xs, [_teachers(configs.get(r, {}))[0].replace("zoo:", "") for r, _ in points],
+                          rotation=20, minor=False)
+            ax.minorticks_off()
         if not numeric:
-            ax.set_xticks(xs, [str(v).replace("zoo:", "") for _, v in points], rotation=20)
-        ax.set_title(knob)
+            ax.set_xticks(xs, [str(v) for _, v in points], rotation=20)
+        ax.set_title(KNOB_TITLES.get(knob, knob))
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
@@ -314,11 +323,35 @@ def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = "
     return _save(fig, out / "hyperparameters")
 
 
+def _teachers(config: dict) -> list[str]:
+    return list(_get(config, "models.teachers") or [])
+
+
+def _knob_value(knob: str, config: dict):
+    """The knob's value in a row's config, as a float where it is a number (a lone zoo teacher: its
+    parameter count), else as it is (a method's default gamma, unset, is 0: k1's credit)."""
+    if knob == "models.teachers":
+        from ..zoo import manifest
+
+        teachers = _teachers(config)
+        params = manifest().get("models", {}).get(teachers[0].removeprefix("zoo:"), {}).get("params") if len(teachers) == 1 else None
+        return float(params) if params else ",".join(teachers)
+    value = _get(config, knob)
+    if value is None and knob == "method.credit_params.gamma":
+        value = 0.0
+    number = _number(value)
+    return value if number is None else number
+
+
 def _number(value):
     try:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _rank(value, order) -> int:
+    return order.index(value) if value in order else len(order)
 
 
 def estimator_bias_variance(out: Path) -> list[Path]:
