@@ -166,6 +166,28 @@ def next_cell(queue: list[Cell], seconds_left: float | None, durations) -> Cell 
     return None
 
 
+def expected_left(durations, queue: list[Cell], running: list[tuple[Cell, float]] = (), n_slots: int = 1) -> float | None:
+    """Seconds until the `queue` and the `running` cells (each with the seconds it has run) are done,
+    `n_slots` at a time: their expected work over the slots, and never less than the longest one
+    still to run. A cell whose duration is not known yet counts as the median of those that are;
+    None while none is."""
+    remaining = [durations(c) for c in queue] + [None if (d := durations(c)) is None else max(0.0, d - ran)
+                                                 for c, ran in running]
+    known = [d for d in remaining if d is not None]
+    if not known:
+        return 0.0 if not remaining else None
+    typical = statistics.median(known)
+    remaining = [typical if d is None else d for d in remaining]
+    return max(sum(remaining) / n_slots, max(remaining))
+
+
+def hours(seconds: float) -> str:
+    """A duration in the unit it reads best in: `45 s`, `12 min`, `5.1 h`."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def slots(cpus: float, gpus: float, cpus_per_cell: float, gpus_per_cell: float) -> int:
     """How many cells run at once on this many CPUs and GPUs (0.5 GPU a cell: two a GPU)."""
     n = max(1, int(cpus // max(cpus_per_cell, 1e-9)))
@@ -303,14 +325,12 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
         common.append("device=cuda")  # Ray gives each cell its GPU(s) through CUDA_VISIBLE_DEVICES
     complete = {c for c in cells if _exists(f"{_cell_dir(root, suite, c)}/summary.json")}
     todo = [c for c in cells if c not in complete]
-    estimate = time_limit is not None or plan  # durations from the complete cells
-    costs = _costs(cells if estimate else todo, suite, common)
+    costs = _costs(todo, suite, common)
     todo = schedule(todo, costs)
     report = {"cells": len(cells), "skipped": len(complete), "ran": 0, "failed": [], "left": 0, "nodes": set()}
-    durations = Durations(costs)
-    if estimate:
-        for cell in complete:
-            durations.add_folder(cell, _cell_dir(root, suite, cell))
+    durations = Durations(costs)  # from the complete cells: for the time limit, the plan and the ETA
+    for cell in complete:
+        durations.add_folder(cell, _cell_dir(root, suite, cell))
     if plan:  # at the slots of the local machine (or num_cpus): a cluster's are not known without Ray
         return {**report, "plan": [(cell, durations(cell)) for cell in todo],
                 "slots": slots(num_cpus or os.cpu_count(), 0, cpus_per_cell, 0)}
@@ -327,23 +347,40 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
                                 f"{resources.get('GPU', 0):g} GPU(s)")
         task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
         queue, pending = list(todo), {}  # cells not yet started, in schedule order; Ray refs -> cells
+        since: dict[Cell, float] = {}  # when each running cell started
+
+        def cluster_slots() -> int:  # re-read each time: nodes may join the cluster while it runs
+            resources = ray.cluster_resources()
+            return slots(resources.get("CPU", 1), resources.get("GPU", 0), cpus_per_cell, gpus_per_cell)
 
         def start_cells() -> None:
             """Keep every slot of the cluster busy (nodes that join later get cells too), in schedule
             order: Ray's own queue does not promise to start tasks in the order they came."""
-            resources = ray.cluster_resources()
-            while len(pending) < slots(resources.get("CPU", 1), resources.get("GPU", 0), cpus_per_cell, gpus_per_cell):
+            n_slots = cluster_slots()
+            while len(pending) < n_slots:
                 left = None if time_limit is None else time_limit - (time.monotonic() - started)
                 cell = next_cell(queue, left, durations)
                 if cell is None:
                     return
                 queue.remove(cell)
                 pending[task.remote(cell.hydra_overrides(suite, common), _cell_dir(root, suite, cell))] = cell
+                since[cell] = time.monotonic()
+
+        def status() -> str:
+            """Cells running and failed, and the time left: the expected durations of what is left
+            (up to the time limit), which tqdm's average over cells of every length is not."""
+            running = [(c, time.monotonic() - since[c]) for c in pending.values()]
+            left = expected_left(durations, queue, running, cluster_slots())
+            if left is not None and time_limit is not None:
+                left = min(left, max(0.0, time_limit - (time.monotonic() - started)))
+            eta = "" if not pending else f", expected {'?' if left is None else hours(left)} left"
+            return f"running {len(pending)}, failed {len(report['failed'])}{eta}"
 
         bar = tqdm(total=len(cells), initial=len(complete), desc=f"sweep {suite}", unit="cell",
-                   disable=not progress, dynamic_ncols=True)
+                   disable=not progress, dynamic_ncols=True,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         start_cells()
-        bar.set_postfix_str(f"running {len(pending)}, failed 0")
+        bar.set_postfix_str(status())
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             cell = pending.pop(ref)
@@ -361,11 +398,11 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
                 _write_failure(root, suite, cell, None)
                 report["ran"] += 1
                 report["nodes"].add(outcome["node"])
-                if time_limit is not None:
-                    durations.add_folder(cell, _cell_dir(root, suite, cell))
-            bar.update(1)
+                durations.add_folder(cell, _cell_dir(root, suite, cell))
+            since.pop(cell)
             start_cells()
-            bar.set_postfix_str(f"running {len(pending)}, failed {len(report['failed'])}")
+            bar.set_postfix_str(status(), refresh=False)
+            bar.update(1)
         bar.close()
         report["left"] = len(queue)
     finally:

@@ -75,6 +75,19 @@ def test_expected_durations_come_from_the_same_method_else_the_task_rate():
     assert durations(code) is None  # no complete cell of the task
 
 
+def test_the_time_left_is_the_expected_work_over_the_slots():
+    a, b, c, d, e = (sweep.Cell(m, "math", 0) for m in ("a", "b", "c", "d", "e"))
+    known = {a: 100.0, b: 300.0, c: None, d: 40.0, e: 100.0}
+    assert sweep.expected_left(known.get, [c], []) is None  # nothing known yet
+    assert sweep.expected_left(known.get, [a, b], [], n_slots=2) == 300  # never less than the longest cell
+    # b has run 250 of its 300 s: 50 s of it are left
+    assert sweep.expected_left(known.get, [a, d, e], [(b, 250.0)], n_slots=2) == pytest.approx((100 + 40 + 100 + 50) / 2)
+    assert sweep.expected_left(known.get, [a, b, c, d], [], n_slots=1) == 100 + 300 + 100 + 40  # c: the median
+    assert sweep.expected_left(known.get, [], [(a, 500.0)]) == 0  # overran its estimate: nothing more expected
+    assert sweep.expected_left(known.get, [], []) == 0  # nothing left
+    assert [sweep.hours(s) for s in (45, 600, 5400)] == ["45 s", "10 min", "1.5 h"]
+
+
 def test_a_time_limit_reads_as_seconds_minutes_or_hours():
     assert [sweep.parse_duration(t) for t in ("5400", "90m", "1.5h", "45s", " 2H ")] == [5400, 5400, 5400, 45, 7200]
     with pytest.raises(ValueError, match="time_limit='soon'"):
