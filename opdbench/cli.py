@@ -28,13 +28,19 @@ from .errors import OpdbenchError
 
 
 def _quiet() -> None:
-    """Keep the terminal for our progress bar and table: libraries' chatter goes away."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    """Keep the terminal for our progress bar and table: libraries' chatter goes away. Through the
+    environment, read when transformers and huggingface_hub are imported (by whichever command
+    needs them: importing transformers here would cost the leaderboard 2 s), and inherited by Ray's
+    workers; a user's own setting wins."""
+    for name, value in (("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        os.environ.setdefault(name, value)
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    if hf_logging is not None:  # imported before main() (a caller's, a test's): it has read the environment
+        hf_logging.set_verbosity(hf_logging.log_levels.get(os.environ["TRANSFORMERS_VERBOSITY"], hf_logging.ERROR))
+        if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
+            hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     logging.getLogger("torch").setLevel(logging.ERROR)
 
 

@@ -14,6 +14,7 @@ warnings.filterwarnings("ignore")
 # Memoized evaluations (opdbench.evaluate.memoized) go to a fresh folder: tests never read a
 # user's cache, nor one left by an earlier test session.
 os.environ["OPDBENCH_EVAL_CACHE"] = tempfile.mkdtemp(prefix="opdbench-eval-cache-")
+os.environ["OPDBENCH_CONFIG_CACHE"] = tempfile.mkdtemp(prefix="opdbench-config-cache-")  # the leaderboard's
 
 
 @pytest.fixture(scope="session")

@@ -74,6 +74,25 @@ def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
     assert "stale: code (trainer.py),config" in text
 
 
+def test_composed_configs_are_memoized_under_a_fingerprint_of_their_inputs(tmp_path, monkeypatch):
+    import shutil
+
+    import opdbench.conf
+    overrides = ["method=k1", "task=math", "suite=smoke"]
+    first = leaderboard.Composed(tmp_path)
+    config = first(overrides)
+    assert config["method"]["name"] == "k1" and "seed" not in config and first(["method=nope"]) is None
+    first.save()
+    monkeypatch.setattr(leaderboard, "load_config", lambda o: pytest.fail("composed again"))
+    again = leaderboard.Composed(tmp_path)
+    assert again.path == first.path and again(overrides) == config and again(["method=nope"]) is None
+    tasks = tmp_path / "tasks"  # an edited task YAML is another fingerprint: nothing memoized applies
+    shutil.copytree(opdbench.conf.TASKS_DIR, tasks)
+    (tasks / "math" / "task.yaml").write_text((tasks / "math" / "task.yaml").read_text() + "\n# edited\n")
+    monkeypatch.setattr(opdbench.conf, "TASKS_DIR", tasks)
+    assert leaderboard.Composed(tmp_path).path != first.path
+
+
 def test_the_leaderboard_is_embedded_between_the_readme_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{leaderboard.START}\nold table\n{leaderboard.END}\n\nafter\n")
