@@ -115,7 +115,7 @@ def _bool(text: str) -> bool:
 
 
 SWEEP_OPTIONS = {"ray_address": str, "num_cpus": int, "cpus_per_cell": float, "gpus_per_cell": float,
-                 "time_limit": _duration, "plan": _bool}
+                 "time_limit": _duration, "plan": _bool, "reuse": _bool}
 
 
 def cmd_sweep(args) -> None:
@@ -139,7 +139,8 @@ def cmd_sweep(args) -> None:
     if "plan" in report:
         print(_plan_text(suite, report))
         return
-    print(f"sweep {suite}: {report['cells']} cells, {report['skipped']} already complete, "
+    reused = f"{report['reused']} reused from another suite's identical run, " if report["reused"] else ""
+    print(f"sweep {suite}: {report['cells']} cells, {report['skipped']} already complete, {reused}"
           f"{report['ran']} ran, {len(report['failed'])} failed, on {len(report['nodes'])} node(s), "
           f"in {time.perf_counter() - start:.0f} s")
     if report["left"]:
@@ -164,8 +165,9 @@ def _plan_text(suite: str, report: dict) -> str:
         rows.append((task, str(len(expected)), f"{sum(known) / 3600:.1f}", str(len(expected) - len(known))))
     total = sum(s for _, s in report["plan"] if s is not None)
     unknown = sum(s is None for _, s in report["plan"])
-    lines = [f"sweep {suite}: {report['skipped']} of {report['cells']} cells complete, {len(report['plan'])} to run "
-             "(seed by seed, longest first)", _table(rows) if len(rows) > 1 else "",
+    reused = f", {report['reused']} to copy from another suite's identical run" if report["reused"] else ""
+    lines = [f"sweep {suite}: {report['skipped']} of {report['cells']} cells complete{reused}, "
+             f"{len(report['plan'])} to run (seed by seed, longest first)", _table(rows) if len(rows) > 1 else "",
              f"about {total / 3600 / slots:.1f} h at {slots} cell(s) at a time"
              + (f", not counting the {unknown} cell(s) of unknown duration (no complete cell of their task yet)"
                 if unknown else "")

@@ -121,6 +121,36 @@ def test_a_sweep_plan_lists_what_is_left_and_runs_nothing(tmp_path):
     assert len(list(tmp_path.rglob("summary.json"))) == 1 and wall > 0
 
 
+def test_a_cell_another_suite_ran_identically_is_copied_not_trained(tmp_path):
+    from omegaconf import OmegaConf
+
+    from opdbench.report import leaderboard
+    from opdbench.trainer import train
+    run = [f"results_dir={tmp_path}", "progress=false", "threads=1", "budget=smoke"]
+    train(load_config(["method=k1", "task=math", "seed=0", "suite=smoke", *run]))
+    cells = [sweep.Cell("k1", "math", 0), sweep.Cell("k3_naive", "math", 0)]  # k3_naive: run nowhere
+    assert sweep.identical_runs(tmp_path, "other", cells, [*run, "train.lr=5e-4"]) == []  # another config
+    assert sweep.identical_runs(tmp_path, "other", cells, run, copy=False) == cells[:1]
+    assert not (tmp_path / "other").exists()  # copy=False (sweep.plan) writes nothing
+    assert sweep.identical_runs(tmp_path, "other", cells, run) == cells[:1]
+    source, copied = tmp_path / "smoke/k1/math/seed=0", tmp_path / "other/k1/math/seed=0"
+    for name in ("metrics.jsonl", "timing.jsonl", "scores.json", "samples.jsonl.gz"):
+        assert (copied / name).read_bytes() == (source / name).read_bytes()
+    # the config the trainer would have written for this suite's cell, and the copy says where it came from
+    expected = OmegaConf.to_yaml(load_config(["method=k1", "task=math", "seed=0", "suite=other", *run]), resolve=True)
+    assert (copied / "config.yaml").read_text() == expected
+    summary, provenance = json_load(copied / "summary.json"), json_load(copied / "provenance.json")
+    assert summary["suite"] == "other" and summary["reused_from"] == provenance["reused_from"] == "smoke/k1/math/seed=0"
+    assert summary["mean@8"] == json_load(source / "summary.json")["mean@8"]
+    frame, _ = leaderboard.build(tmp_path, "other")
+    assert frame["stale"].tolist() == [""]  # as fresh as its source
+    assert sweep.identical_runs(tmp_path, "other", cells, run) == []  # complete already: nothing to copy
+    prov = json_load(source / "provenance.json")  # a stale source is never copied
+    (source / "provenance.json").write_text(json.dumps({**prov, "code_modules": {**prov["code_modules"], "trainer.py": "0"}}))
+    shutil.rmtree(copied)
+    assert sweep.identical_runs(tmp_path, "other", cells, run) == []
+
+
 def test_unknown_suite_is_one_clear_error():
     with pytest.raises(OpdbenchError, match="unknown suite 'nope'; valid: .*core"):
         sweep.expand("nope")

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from omegaconf import OmegaConf
 
 from .. import results, stats
@@ -25,11 +24,9 @@ from ..conf.schema import Config
 from ..errors import OpdbenchError
 from ..evaluate import best_at_k, code_fingerprint, source_hashes
 from ..feedback.shaping import AFFINE
+from ..sweep import yaml_load
 from ..zoo import manifest
 
-# A cell's config.yaml is plain YAML (OmegaConf wrote it): PyYAML's C loader reads it 20x faster
-# than OmegaConf.load, to the same dict (checked on every committed cell).
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 BASELINE = "k1"
 # Keys of a resolved config that say where and how fast a cell ran, not what it computed.
 RUN_KEYS = ("results_dir", "threads", "progress", "eval.cache_dir", "seed")
@@ -85,7 +82,7 @@ def load_cells(root: Path, suite: str) -> list[Cell]:
             raise OpdbenchError(f"{folder} has no scores.json (written by opdbench since session 8): "
                                 f"rerun the cell, e.g. with `opdbench sweep suite={suite}`")
         cells.append(Cell(folder, json.loads(summary_path.read_text()),
-                          yaml.load((folder / "config.yaml").read_text(), Loader=YAML_LOADER),
+                          yaml_load((folder / "config.yaml").read_text()),
                           json.loads((folder / "provenance.json").read_text()),
                           np.asarray(json.loads(scores_path.read_text())["scores"], dtype=float)))
     return cells
@@ -142,32 +139,46 @@ class Composed:
                 results.write_atomic(self.path, json.dumps(self.memo, sort_keys=True))
 
 
+class Today:
+    """What a cell would be computed from if it ran now: the source of each opdbench module, the
+    zoo's checksums, the schema's defaults."""
+
+    def __init__(self):
+        self.code, self.sources, self.zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
+        self.defaults = OmegaConf.to_container(OmegaConf.structured(Config))  # interpolations stay strings: never equal
+
+    def changed(self, config: dict, provenance: dict, now: dict | None) -> list[str]:
+        """What differs between a cell's inputs (its config.yaml and provenance.json) and today's,
+        `now` being today's config for the same command (`Composed`; None: it no longer composes)."""
+        reasons = []
+        if now is None or now != _with_new_defaults(_strip(config), now, self.defaults):
+            reasons.append("config")
+        for spec, files in provenance.get("models", {}).items():
+            if files is not None and spec.startswith("zoo:") and self.zoo.get(spec[4:], {}).get("files") != files:
+                reasons.append("zoo")
+                break
+        recorded = provenance.get("code_modules")
+        if recorded is not None:  # the modules the cell ran, each against its source now
+            modules = sorted(name for name, digest in recorded.items() if self.sources.get(name) != digest)
+            if modules:
+                reasons.append(f"code ({' '.join(modules)})")
+        elif provenance.get("code_sha256") != self.code:  # cells from before session 9: the whole package
+            reasons.append("code")
+        return reasons
+
+
 def mark_stale(cells: list[Cell], suite: str, suite_cells: dict[str, list[str]] | None) -> None:
     """Compare each cell's inputs with what the same command would use now (`suite_cells`: the
     suite's `suite_commands`)."""
     suite_cells = suite_cells or {}
-    code, sources, zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
-    defaults = OmegaConf.to_container(OmegaConf.structured(Config))  # interpolations stay strings: never equal
-    composed = Composed()
+    today, composed = Today(), Composed()
     for cell in cells:
         s = cell.summary
         name = f"{cell.row}/{s['task']}/seed={s['seed']}"
         overrides = suite_cells.get(name, [f"method={s['method']}", f"task={s['task']}", f"seed={s['seed']}",
                                            f"suite={suite}", f"budget={s['budget']}"])
         now = composed([o for o in overrides if not o.startswith("seed=")])  # seeds share a config (RUN_KEYS)
-        if now is None or now != _with_new_defaults(_strip(cell.config), now, defaults):
-            cell.stale.append("config")
-        for spec, files in cell.provenance.get("models", {}).items():
-            if files is not None and spec.startswith("zoo:") and zoo.get(spec[4:], {}).get("files") != files:
-                cell.stale.append("zoo")
-                break
-        recorded = cell.provenance.get("code_modules")
-        if recorded is not None:  # the modules the cell ran, each against its source now
-            changed = sorted(name for name, digest in recorded.items() if sources.get(name) != digest)
-            if changed:
-                cell.stale.append(f"code ({' '.join(changed)})")
-        elif cell.provenance.get("code_sha256") != code:  # cells from before session 9: the whole package
-            cell.stale.append("code")
+        cell.stale += today.changed(cell.config, cell.provenance, now)
     composed.save()
 
 
