@@ -402,7 +402,8 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     report = {"cells": len(cells), "skipped": len(complete) - len(reused), "reused": len(reused), "ran": 0,
               "failed": [], "left": 0, "nodes": set()}
     durations = Durations(costs)  # from the complete cells: for the time limit, the plan and the ETA
-    for cell in complete - set(reused) if plan else complete:  # a plan copies nothing in
+    on_disk = complete - set(reused) if plan else complete  # a plan copies nothing in
+    for cell in on_disk:
         durations.add_folder(cell, _cell_dir(root, suite, cell))
     if plan:  # at the slots of the local machine (or num_cpus): a cluster's are not known without Ray
         return {**report, "plan": [(cell, durations(cell)) for cell in todo],
