@@ -1,6 +1,7 @@
 """Leaderboard and figures, built from real (smoke-budget) cells of the shipped zoo."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +159,11 @@ def test_figures_of_a_full_suite_from_synthetic_cells(tmp_path):
     assert figures._knob_value("models.teachers", configs["k1"]) == 272384
     assert figures._knob_value("method.credit_params.gamma", configs["k1"]) == 0.0
     assert figures._knob_value("train.lr", configs["k1@train.lr=5e-4"]) == 5e-4
+    # a row's value is its config's on the swept task: math's 2 samples a prompt, not dialogue's 4
+    cells = [leaderboard.Cell(Path(), {"method": "k1", "task": task}, {"task": {"samples_per_prompt": n}}, {}, np.zeros(1))
+             for task, n in (("math", 2), ("dialogue", 4))]
+    assert figures._knob_value("task.samples_per_prompt", figures.row_configs(cells, "math")["k1"]) == 2
+    assert figures._knob_value("task.samples_per_prompt", figures.row_configs(cells[::-1], "math")["k1"]) == 2
     written = [*figures.divergence_bars(table, ["math", "code"], "8", tmp_path),
                *figures.filter_heatmap(table, ["math", "code"], "8", tmp_path),
                *figures.hyperparameters(table, configs, "8", tmp_path)]

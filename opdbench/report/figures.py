@@ -47,6 +47,7 @@ FILTER_CRITERIA = ("kl", "student_entropy", "teacher_entropy")
 FILTER_BANDS = ("0_30", "30_70", "70_100")
 STABILITY_ROWS = {"k1": "k1 (fp32 rollout)", "k1_bf16": "bf16, no correction", "tis": "bf16, TIS",
                   "mis": "bf16, MIS"}
+HYPERPARAMETER_TASK = "math"  # the task the paper suite's variants sweep (conf/suites/paper.yaml)
 # Knobs swept as methods rather than variants: (the config path they set, rows).
 METHOD_KNOBS = [("method.credit_params.gamma", ["k1", "gamma_0p1", "gamma_0p5", "gamma_1"]),
                 ("method.whiten", FAMILIES["whitening"])]
@@ -275,7 +276,13 @@ def _get(config: dict, dotted: str):
     return config if config != {} else None
 
 
-def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = "math") -> list[Path]:
+def row_configs(cells, task: str) -> dict[str, dict]:
+    """Each row's config on `task`: a knob's value is the task's (math and dialogue differ in
+    samples per prompt and response length), and seeds share a config."""
+    return {cell.row: cell.config for cell in cells if cell.summary["task"] == task}
+
+
+def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = HYPERPARAMETER_TASK) -> list[Path]:
     """Final mean@k on `task` against each knob a suite sweeps: k1's variants (`k1@train.lr=5e-4`)
     and the knobs registered as methods (gamma, whitening); k1's own value is the marked point.
     A teacher is placed at its parameter count (the zoo's manifest)."""
@@ -308,9 +315,8 @@ def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = "
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         if knob in ("train.lr", "models.teachers"):
             ax.set_xscale("log")
-        if knob == "models.teachers":  # name each teacher at its size
-            ax.set_xticks(xs, [_teachers(configs.get(r, {}))[0].replace("zoo:", "") for r, _ in points],
-                          rotation=20, minor=False)
+        if knob == "models.teachers" and numeric:  # each teacher's tick is its size
+            ax.set_xticks(xs, [f"{x / 1e3:.0f}K" for x in xs], minor=False)
             ax.minorticks_off()
         if not numeric:
             ax.set_xticks(xs, [str(v) for _, v in points], rotation=20)
@@ -383,12 +389,11 @@ def write(root: str | Path = "results/runs", suite: str = "quick", out: str | Pa
     table, _ = leaderboard.build(root, suite)
     table = table.set_index("method")
     tasks = _tasks(frame["task"])
-    configs = {}
-    for cell in leaderboard.load_cells(root, suite):
-        configs.setdefault(results.method_dir(cell.summary["method"], cell.summary.get("variant", "")), cell.config)
     written = [*learning_curves(frame, k, out), *train_kl(frame, out), *stability(frame, out),
                *advantage_vs_ratio(out), *divergence_bars(table, tasks, k, out), *filter_heatmap(table, tasks, k, out),
-               *hyperparameters(table, configs, k, out), *estimator_bias_variance(out)]
+               *hyperparameters(table, row_configs(leaderboard.load_cells(root, suite), HYPERPARAMETER_TASK), k, out,
+                               HYPERPARAMETER_TASK),
+               *estimator_bias_variance(out)]
     for old in {*out.glob("*.png"), *out.glob("*.pdf")} - set(written):  # a figure this suite no longer makes
         old.unlink()
     return written
