@@ -75,6 +75,29 @@ def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
     assert "stale: code (trainer.py),config" in text
 
 
+def test_a_module_edited_only_in_comments_and_docstrings_stales_no_cell(tmp_path):
+    import hashlib
+    import subprocess
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+    module = tmp_path / "loop.py"
+    ran = 'def step(x):\n    """One step."""\n    return x + 1  # the update\n'
+    module.write_text(ran)
+    git("init", "-q")
+    git("add", "loop.py")
+    git("commit", "-qm", "v1")
+    digest = hashlib.sha256(ran.encode()).hexdigest()  # what a cell that ran v1 recorded
+    module.write_text('"""The loop."""\n\n\ndef step(x):\n    # why: ...\n    return (x +\n            1)\n')
+    assert leaderboard.same_statements(module, digest)
+    module.write_text('def step(x):\n    return x + 2\n')
+    assert not leaderboard.same_statements(module, digest)
+    module.write_text(ran)
+    assert not leaderboard.same_statements(module, "0" * 64)  # a version git never had (uncommitted code)
+    (tmp_path / "copy.py").write_text(ran)  # the same bytes, but no history of its own: stale, as they say
+    assert not leaderboard.same_statements(tmp_path / "copy.py", digest)
+
+
 def test_composed_configs_are_memoized_under_a_fingerprint_of_their_inputs(tmp_path, monkeypatch):
     import shutil
 

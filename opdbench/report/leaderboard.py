@@ -9,9 +9,12 @@ the code that produces results) is marked stale in its row, never mixed in silen
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import hashlib
 import json
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from .. import results, stats
 from ..conf import load_config
 from ..conf.schema import Config
 from ..errors import OpdbenchError
-from ..evaluate import best_at_k, code_fingerprint, source_hashes
+from ..evaluate import PACKAGE_DIR, best_at_k, code_fingerprint, source_hashes
 from ..feedback.shaping import AFFINE
 from ..sweep import yaml_load
 from ..zoo import manifest
@@ -146,6 +149,14 @@ class Today:
     def __init__(self):
         self.code, self.sources, self.zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
         self.defaults = OmegaConf.to_container(OmegaConf.structured(Config))  # interpolations stay strings: never equal
+        self._same: dict[tuple[str, str], bool] = {}
+
+    def same_statements(self, module: str, digest: str) -> bool:
+        """Whether the module's source a cell ran (`digest`, a sha256 of its bytes) differs from
+        today's only in comments, docstrings and layout, so that the cell ran what runs today."""
+        if (module, digest) not in self._same:
+            self._same[module, digest] = same_statements(PACKAGE_DIR / module, digest)
+        return self._same[module, digest]
 
     def changed(self, config: dict, provenance: dict, now: dict | None) -> list[str]:
         """What differs between a cell's inputs (its config.yaml and provenance.json) and today's,
@@ -159,12 +170,52 @@ class Today:
                 break
         recorded = provenance.get("code_modules")
         if recorded is not None:  # the modules the cell ran, each against its source now
-            modules = sorted(name for name, digest in recorded.items() if self.sources.get(name) != digest)
+            modules = sorted(name for name, digest in recorded.items()
+                             if self.sources.get(name) != digest and not self.same_statements(name, digest))
             if modules:
                 reasons.append(f"code ({' '.join(modules)})")
         elif provenance.get("code_sha256") != self.code:  # cells from before session 9: the whole package
             reasons.append("code")
         return reasons
+
+
+def statements(source: str) -> str:
+    """The module's code without its docstrings, comments and layout (ast.dump of its parse)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def same_statements(path: Path, digest: str) -> bool:
+    """Whether a version of `path` in its git history has this sha256 and the same `statements` as
+    the file now. False where there is no such version (a cell run from uncommitted code, an
+    install without its git history): the cell is then stale, as its bytes say."""
+    path = Path(path)
+    def git(*args: str, stdin: str | None = None) -> bytes:
+        return subprocess.run(["git", "-C", str(path.parent), *args], input=None if stdin is None else stdin.encode(),
+                              capture_output=True, check=True).stdout
+    try:
+        now = statements(path.read_text())
+        log = git("log", "--all", "--format=", "--raw", "--no-abbrev", "--", path.name).decode().split()
+        blobs = sorted({word for word in log if len(word) == 40 and word.strip("0")})  # each version's blob id
+        batch = git("cat-file", "--batch", stdin="".join(f"{b}\n" for b in blobs))
+    except (OSError, subprocess.CalledProcessError, SyntaxError):
+        return False
+    for _ in blobs:  # "<id> blob <size>\n<content>\n", one per version
+        header, _, batch = batch.partition(b"\n")
+        size = int(header.split()[2])
+        content, batch = batch[:size], batch[size + 1:]
+        if hashlib.sha256(content).hexdigest() == digest:
+            try:
+                return statements(content.decode()) == now
+            except SyntaxError:
+                return False
+    return False
 
 
 def mark_stale(cells: list[Cell], suite: str, suite_cells: dict[str, list[str]] | None) -> None:
