@@ -75,6 +75,23 @@ def test_a_changed_input_marks_the_cell_stale(smoke_suite, tmp_path):
     assert "stale: code (trainer.py),config" in text
 
 
+def test_a_run_whose_responses_collapsed_is_noted_in_its_row(smoke_suite, tmp_path):
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(smoke_suite, root)
+    metrics = results.cell_dir(root, "smoke", "k3_naive", "math", 1) / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    first = next(r["response_len"] for r in rows if "response_len" in r)
+    rows[-1]["response_len"] = 0.19 * first  # the stop token alone, nearly
+    rows[2:2] = [{**rows[2], "response_len": 1e6}] * 100  # a long run: only its ends are read
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frame, text = leaderboard.build(root, "smoke")
+    notes = frame.set_index("method")["note"]
+    assert notes["k3_naive"] == f"responses collapsed: math seed 1 ({first:.0f} -> {0.19 * first:.1f} tokens)"
+    assert notes["k1"] == "" and "responses collapsed: math seed 1" in text
+    assert metrics.stat().st_size > 2 * 16384
+
+
 def test_a_module_edited_only_in_comments_and_docstrings_stales_no_cell(tmp_path):
     import hashlib
     import subprocess

@@ -34,6 +34,7 @@ BASELINE = "k1"
 # Keys of a resolved config that say where and how fast a cell ran, not what it computed.
 RUN_KEYS = ("results_dir", "threads", "progress", "eval.cache_dir", "seed")
 TASK_ORDER = ("math", "code", "dialogue")
+COLLAPSED_BELOW = 0.2  # of the first step's response length: a run that ends below it stopped answering
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Cell:
     provenance: dict
     scores_P_N: np.ndarray
     stale: list[str] = field(default_factory=list)  # what changed since the cell ran
+    response_len: tuple[float, float] | None = None  # a response's mean tokens at the first and last step (None: no training)
 
     @property
     def row(self) -> str:
@@ -87,8 +89,24 @@ def load_cells(root: Path, suite: str) -> list[Cell]:
         cells.append(Cell(folder, json.loads(summary_path.read_text()),
                           yaml_load((folder / "config.yaml").read_text()),
                           json.loads((folder / "provenance.json").read_text()),
-                          np.asarray(json.loads(scores_path.read_text())["scores"], dtype=float)))
+                          np.asarray(json.loads(scores_path.read_text())["scores"], dtype=float),
+                          response_len=_first_and_last(folder / "metrics.jsonl", "response_len")))
     return cells
+
+
+def _first_and_last(metrics: Path, key: str, span: int = 16384) -> tuple[float, float] | None:
+    """`key` in the first and in the last row of metrics.jsonl that have it (None: no row near
+    either end has it), reading only `span` bytes at each end."""
+    if not metrics.exists():
+        return None
+    with open(metrics, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        head = f.read(span).splitlines()[:-1 if size > span else None]  # a line cut at either end is dropped
+        f.seek(max(0, size - span))
+        tail = f.read().splitlines()[1 if size > span else 0:]
+    found = [next((row[key] for row in map(json.loads, lines) if key in row), None) for lines in (head, tail[::-1])]
+    return None if None in found else (found[0], found[1])
 
 
 def suite_commands(suite: str) -> dict[str, list[str]] | None:
@@ -260,6 +278,21 @@ def equivalences(method_configs: dict[str, dict]) -> dict[str, str]:
     return notes
 
 
+def _collapsed(group: list[Cell]) -> str:
+    """Which of a row's runs ended with responses under COLLAPSED_BELOW of their first step's length
+    (a score of 0 that is the method's doing: its signal favoured stopping early)."""
+    runs = [c for c in group if c.response_len is not None and c.response_len[1] < COLLAPSED_BELOW * c.response_len[0]]
+    if not runs:
+        return ""
+    runs.sort(key=lambda c: (_task_rank(c.summary["task"]), c.summary["seed"]))
+    return "responses collapsed: " + ", ".join(
+        f"{c.summary['task']} seed {c.summary['seed']} ({c.response_len[0]:.0f} -> {c.response_len[1]:.1f} tokens)" for c in runs)
+
+
+def _task_rank(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+
+
 def _fmt(point: float, lo: float, hi: float) -> str:
     return f"{point:.3f} [{lo:.3f}, {hi:.3f}]"
 
@@ -321,7 +354,7 @@ def build(root: str | Path = "results/runs", suite: str = "default", seed: int =
         rec["wall s"] = round(sum(c.summary["wall_s"] for c in group), 1)
         stale = sorted({reason for c in group for reason in c.stale})
         rec["stale"] = ",".join(stale)
-        rec["note"] = notes.get(row, "")
+        rec["note"] = "; ".join(n for n in (notes.get(row, ""), _collapsed(group)) if n)
         rec["reproduce"] = _command(group, suite)
         records.append(rec)
     frame = _ranked(pd.DataFrame(records), by_row)
