@@ -7,7 +7,7 @@
     opdbench figures [--suite quick] [--root results/runs] [--out results/figures]
     opdbench eval [--harness opdbench|lm-eval] model=zoo:teacher task=math [eval.num_prompts=...]
     opdbench export lm-eval [TASK ...] [--out DIR] [--tokenizer SPEC]
-    opdbench zoo build | zoo check
+    opdbench zoo build | zoo check | zoo rescore
     opdbench methods
     opdbench bench [METHOD ...] [--steps N] [--set KEY=VALUE ...]
 """
@@ -354,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sweep", help="run a suite's cells as Ray tasks, skipping complete ones: opdbench sweep suite=core",
                        description="Suites: opdbench/conf/suites/*.yaml. Options: sweep.ray_address=auto (an existing "
                                    "cluster; default: a local one), sweep.num_cpus=N (local cluster size), "
-                                   "sweep.cpus_per_cell=1, sweep.gpus_per_cell=0. Other overrides apply to every cell.")
+                                   "sweep.cpus_per_cell=1, sweep.gpus_per_cell=0, sweep.time_limit=2h (start no cell "
+                                   "that would overrun it), sweep.plan=true (run nothing: what is left, and its "
+                                   "expected time), sweep.reuse=false (train cells another suite already ran "
+                                   "identically). Other overrides apply to every cell.")
     p.add_argument("overrides", nargs="*", help="suite=NAME, sweep.* options and Hydra overrides for every cell")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("eval", help="score a model: opdbench eval model=zoo:teacher task=math")

@@ -74,6 +74,32 @@ def test_shaping_is_minus_f_prime(name, params, seed):
     close(got, -grad_of(d_f, theta))
 
 
+def _table(name, alpha=None, beta=0.5):
+    """METHODS.md §1's table, written out literally in r: (f(r), -f'(r))."""
+    log, sqrt = torch.log, torch.sqrt
+    a = {"tsallis": 0.5, "alpha": 2.0}.get(name) if alpha is None else alpha
+    return {
+        "reverse_kl": (lambda r: r * log(r), lambda r: -(1 + log(r))),
+        "forward_kl": (lambda r: -log(r), lambda r: 1 / r),
+        "js": (lambda r: 0.5 * (r * log(2 * r / (1 + r)) + log(2 / (1 + r))), lambda r: -0.5 * log(2 * r / (1 + r))),
+        "jsd_beta": (lambda r: -beta * log(beta + (1 - beta) * r) + (1 - beta) * r * log(r / (beta + (1 - beta) * r)),
+                     lambda r: (1 - beta) * log(beta / r + 1 - beta)),
+        "hellinger": (lambda r: 0.5 * (sqrt(r) - 1) ** 2, lambda r: -0.5 * (1 - r ** -0.5)),
+        "tsallis": (lambda r: (r ** a - 1) / (a - 1), lambda r: -a * r ** (a - 1) / (a - 1)),
+        "alpha": (lambda r: (r ** a - 1 - a * (r - 1)) / (a * (a - 1)), lambda r: (1 - r ** (a - 1)) / (a - 1)),
+        "tv": (lambda r: 0.5 * (r - 1).abs(), lambda r: -0.5 * torch.sign(r - 1)),
+    }[name]
+
+
+@pytest.mark.parametrize("name,params", F_CASES, ids=F_IDS)
+def test_generator_and_shaping_are_methods_tables(name, params):
+    """Ties both to the contract: test_shaping_is_minus_f_prime checks one against the other."""
+    log_r = torch.linspace(-4, 4, 81, dtype=DT)
+    f, minus_f_prime = _table(name, **params)
+    close(GENERATORS[name](log_r, **params), f(log_r.exp()), atol=1e-10, rtol=1e-10)
+    close(SHAPINGS[name](log_r, **params), minus_f_prime(log_r.exp()), atol=1e-10, rtol=1e-10)
+
+
 def test_k1_and_reverse_kl_and_k3_corrected_have_the_same_expected_gradient():
     theta, logq = single_step(seed=3)
     reverse_kl = lambda th: kl(th.log_softmax(-1), logq)  # noqa: E731
@@ -497,6 +523,27 @@ def test_mis_masked_tokens_get_exactly_zero_gradient():
     grad = grad_of(loss, logits)
     assert (grad[w == 0] == 0).all()
     assert (grad[w == 1].abs().sum(-1) > 0).all()
+
+    # the same through the feedback pipeline, with every per-token term on (routing, entropy bonus,
+    # KL to a reference): each stays inside the token's weight, as the trainer combines them
+    from opdbench.conf import load_config
+    from opdbench.feedback import Signals, advantages, token_loss, token_weights
+    method = load_config(["method=mis", "method.routing=cr_opd", "method.entropy_bonus=0.01",
+                          "method.kl_to_reference=0.1"]).method
+    logq = torch.randn(B, R, V, generator=g, dtype=DT).log_softmax(-1)
+    teacher = from_log_probs(logq, ids, top_k=3, keep_full=False)
+    signals = Signals(learner_logp_B_R=learner.detach(), rollout_logp_B_R=rollout.detach(), teacher=teacher,
+                      mask_B_R=torch.ones(B, R, dtype=DT), group_B=torch.arange(B),
+                      student_entropy_B_R=torch.zeros(B, R, dtype=DT), ref_logp_B_R=learner.detach() - 0.3)
+    weight, adv = token_weights(method, signals), advantages(method, signals)
+    assert weight.tolist() == w.tolist()
+
+    def pipeline_loss(lg):
+        logp = lg.log_softmax(-1).gather(-1, ids[..., None]).squeeze(-1)
+        return (weight * token_loss(method, StudentTokens(lg, logp), adv, signals, ids)).sum() / weight.numel()
+    grad = grad_of(pipeline_loss, logits)
+    assert (grad[weight == 0] == 0).all()
+    assert (grad[weight == 1].abs().sum(-1) > 0).all()
 
 
 @pytest.mark.parametrize("dtype", [DT, torch.float32], ids=["float64", "float32"])

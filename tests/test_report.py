@@ -40,7 +40,7 @@ def test_leaderboard_rows_intervals_and_commands(smoke_suite):
     assert k1["math mean@8"] == pytest.approx(np.mean([s["mean@8"] for s in summaries]))
     assert k1["seeds"] == 2 and k1["student tokens"] == sum(s["student_tokens"] for s in summaries) > 0
     assert np.isnan(k1["P(>k1)"]) and 0 <= frame.set_index("method").loc["k3_naive", "P(>k1)"] <= 1
-    assert "`opdbench train -m method=k1 task=math seed=0,1 suite=smoke budget=smoke`" in text
+    assert "`opdbench train -m method=k1 task=math seed=0,1 suite=smoke budget=smoke threads=1 results_dir=runs`" in text
     again, _ = leaderboard.build(smoke_suite, "smoke")
     assert again.equals(frame)  # every bootstrap draw is seeded
 

@@ -373,14 +373,18 @@ def _ranked(frame, by_row: dict[str, dict[str, list[Cell]]]):
 
 
 def _command(group: list[Cell], suite: str) -> str:
-    """`opdbench train -m` over the row's tasks and seeds (a variant's overrides from its config)."""
+    """`opdbench train -m` over the row's tasks and seeds (a variant's overrides from its config),
+    on the cells' thread count (1 and 2 threads differ in the last bits) and into runs/, beside
+    the committed cells rather than over them."""
     s = group[0].summary
     tasks = ",".join(t for t in TASK_ORDER if any(c.summary["task"] == t for c in group))
     tasks = tasks or ",".join(sorted({c.summary["task"] for c in group}))
     seeds = ",".join(str(x) for x in sorted({c.summary["seed"] for c in group}))
     extra = "".join(f" '{o}'" for o in s["variant"].split(",")) if s.get("variant") else ""
     budget = f" budget={s['budget']}" if s.get("budget", "default") != "default" else ""
-    return f"opdbench train -m method={s['method']} task={tasks} seed={seeds} suite={suite}{budget}{extra}"
+    threads = f" threads={group[0].config['threads']}" if group[0].config.get("threads") else ""
+    return (f"opdbench train -m method={s['method']} task={tasks} seed={seeds} suite={suite}{budget}{threads}"
+            f" results_dir=runs{extra}")
 
 
 def _markdown(frame, tasks: list[str], k: int, suite: str, n_cells: int, planned: int | None) -> str:
