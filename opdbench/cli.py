@@ -114,8 +114,21 @@ def _bool(text: str) -> bool:
     return text.lower() == "true"
 
 
-SWEEP_OPTIONS = {"ray_address": str, "num_cpus": int, "cpus_per_cell": float, "gpus_per_cell": float,
-                 "time_limit": _duration, "plan": _bool, "reuse": _bool}
+def _at_least(kind, low: float, strictly: bool = False):
+    """A parser of numbers of `kind` that refuses values below `low` (or equal to it, `strictly`)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({kind.__name__})") from None
+        if value < low or (strictly and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'above' if strictly else 'at least'} {low:g}")
+        return value
+    return parse
+
+
+SWEEP_OPTIONS = {"ray_address": str, "num_cpus": _at_least(int, 1), "cpus_per_cell": _at_least(float, 0, strictly=True),
+                 "gpus_per_cell": _at_least(float, 0), "time_limit": _duration, "plan": _bool, "reuse": _bool}
 
 
 def cmd_sweep(args) -> None:
@@ -130,10 +143,12 @@ def cmd_sweep(args) -> None:
     unknown = set(options) - set(SWEEP_OPTIONS)
     if unknown:
         raise OpdbenchError(f"unknown sweep option {sorted(unknown)[0]!r}; valid: {', '.join(SWEEP_OPTIONS)}")
-    try:
-        kwargs = {k: SWEEP_OPTIONS[k](v) for k, v in options.items()}
-    except ValueError as err:
-        raise OpdbenchError(f"bad sweep option: {err}") from err
+    kwargs = {}
+    for key, value in options.items():
+        try:
+            kwargs[key] = SWEEP_OPTIONS[key](value)
+        except (ValueError, argparse.ArgumentTypeError) as err:
+            raise OpdbenchError(f"bad sweep.{key}={value}: {err}") from err
     start = time.perf_counter()
     report = sweep(suite, rest, **kwargs)
     if "plan" in report:
@@ -178,9 +193,11 @@ def _plan_text(suite: str, report: dict) -> str:
 
 
 def cmd_leaderboard(args) -> None:
-    from .report.leaderboard import embed, write
+    from .report.leaderboard import embed, readme_parts, write
 
     start = time.perf_counter()
+    if args.readme:
+        readme_parts(args.readme)  # a README without markers fails before the work, not after
     md, csv = write(args.root, args.suite, args.out)
     print(md.read_text())
     print(f"wrote {md} and {csv} in {time.perf_counter() - start:.1f} s")
@@ -399,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_figures)
     p = sub.add_parser("bench", help="seconds per training step of each method, relative to k1")
     p.add_argument("methods", nargs="*", help="baselines to time (default: every training method)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per method, after one warm-up step")
+    p.add_argument("--steps", type=_at_least(int, 1), default=5, help="timed steps per method, after one warm-up step")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a Hydra override for every method, e.g. --set budget=smoke")
     p.set_defaults(func=cmd_bench)

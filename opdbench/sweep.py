@@ -3,7 +3,7 @@
 A suite is `opdbench/conf/suites/NAME.yaml`:
 
     methods: [k1, k3_naive]     trained on every task, every seed
-    references: [student_base]  scored once per task (seed 0): they do not train, every seed is the same
+    references: [student_base]  scored once per task (the first seed): they do not train, every seed is the same
     tasks: [math, code]
     seeds: [0, 1, 2]
     overrides: []               Hydra overrides for every cell of the suite
@@ -15,7 +15,7 @@ cell atomically), so a sweep run again runs only what is missing, and a cell kil
 nothing behind. `sweep.time_limit=2h` (or `90m`, `5400`) ends a sweep within a time slot (a batch
 job's wall limit, a working session): it starts no cell once the time is up, and near the end none
 whose expected duration would overrun it (taken from the suite's complete cells: the slowest seed of
-the same method and task, else the task's median seconds per sampled token), so cells in flight
+the same method, variant and task, else the task's median seconds per sampled token), so cells in flight
 finish in time instead of being killed half-way; the rest wait for the next run. A cell another
 suite of the same results_dir has run with the same config (but for the suite's name) and today's
 code is copied in, not trained again (`identical_runs`; `sweep.reuse=false` turns it off). A failing cell
@@ -65,6 +65,18 @@ class Cell:
     def variant(self) -> str:
         return ",".join(self.overrides)
 
+    @classmethod
+    def of_variant(cls, method: str, task: str, seed: int, variant: str) -> "Cell":
+        """The cell whose `variant` label this is: the label split at its top-level commas (a
+        value such as `[zoo:a,zoo:b]` keeps its own)."""
+        overrides, depth, start = [], 0, 0
+        for i, char in enumerate(variant):
+            depth += {"[": 1, "{": 1, "(": 1, "]": -1, "}": -1, ")": -1}.get(char, 0)
+            if char == "," and depth == 0:
+                overrides.append(variant[start:i])
+                start = i + 1
+        return cls(method, task, seed, tuple([*overrides, variant[start:]] if variant else ()))
+
     @property
     def name(self) -> str:
         return f"{results.method_dir(self.method, self.variant)}/{self.task}/seed={self.seed}"
@@ -89,14 +101,33 @@ def expand(suite: str) -> tuple[list[Cell], list[str]]:
     if unknown:
         raise OpdbenchError(f"suite {suite}: unknown keys {sorted(unknown)} in {path}")
     tasks, seeds = spec.get("tasks", []), spec.get("seeds", [0])
+    if not seeds:
+        raise OpdbenchError(f"suite {suite}: `seeds` is empty in {path}")
     cells = [Cell(m, t, s) for m, t, s in itertools.product(spec.get("methods", []), tasks, seeds)]
     cells += [Cell(m, t, seeds[0]) for m, t in itertools.product(spec.get("references", []), tasks)]
     for v in spec.get("variants", []):
+        _check_variant(v, suite, path)
         for overrides, task, seed in itertools.product(v["overrides"], v.get("tasks", tasks), v.get("seeds", seeds)):
             cells.append(Cell(v["method"], task, seed, tuple(overrides)))
     if len(set(cells)) != len(cells):
         raise OpdbenchError(f"suite {suite}: a cell is listed twice in {path}")
     return cells, list(spec.get("overrides", []))
+
+
+def _check_variant(variant, suite: str, path: Path) -> None:
+    """A variant is {method, overrides: a list of override lists, and optionally tasks, seeds}."""
+    example = "e.g. {method: k1, tasks: [math], overrides: [[train.lr=5e-4], [train.lr=2e-3]]}"
+    if not isinstance(variant, dict) or "method" not in variant or "overrides" not in variant:
+        raise OpdbenchError(f"suite {suite}: a variant needs `method` and `overrides` ({example}) in {path}")
+    unknown = set(variant) - {"method", "overrides", "tasks", "seeds"}
+    if unknown:
+        raise OpdbenchError(f"suite {suite}: unknown variant keys {sorted(unknown)} (valid: method, overrides, "
+                            f"tasks, seeds) in {path}")
+    if not all(isinstance(o, list) for o in variant["overrides"]):
+        raise OpdbenchError(f"suite {suite}: a variant's `overrides` is a list of override lists, one per cell "
+                            f"({example}) in {path}")
+    if variant.get("seeds") == []:
+        raise OpdbenchError(f"suite {suite}: a variant of {variant['method']} has no seeds in {path}")
 
 
 def schedule(cells: list[Cell], costs: dict[Cell, float]) -> list[Cell]:
@@ -183,7 +214,7 @@ def expected_left(durations, queue: list[Cell], running: list[tuple[Cell, float]
     return max(sum(remaining) / n_slots, max(remaining))
 
 
-def hours(seconds: float) -> str:
+def readable_duration(seconds: float) -> str:
     """A duration in the unit it reads best in: `45 s`, `12 min`, `5.1 h`."""
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -252,8 +283,8 @@ def identical_runs(root: Path, suite: str, cells: list[Cell], common: list[str],
             if not (source / "summary.json").exists():
                 continue
             config = yaml_load((source / "config.yaml").read_text())
-            now = composed([o for o in cell.hydra_overrides(other.name, common) if not o.startswith("seed=")])
-            if today.changed(config, json.loads((source / "provenance.json").read_text()), now):
+            provenance = json.loads((source / "provenance.json").read_text())
+            if today.changed_under(config, provenance, cell.hydra_overrides(other.name, common), composed):
                 continue
             if copy and not _copy_cell(source, root, suite, cell, cell.hydra_overrides(suite, common)):
                 break  # another process holds the cell (or has completed it)
@@ -447,7 +478,7 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
             left = expected_left(durations, queue, running, cluster_slots())
             if left is not None and time_limit is not None:
                 left = min(left, max(0.0, time_limit - (time.monotonic() - started)))
-            eta = "" if not pending else f", expected {'?' if left is None else hours(left)} left"
+            eta = "" if not pending else f", expected {'?' if left is None else readable_duration(left)} left"
             return f"running {len(pending)}, failed {len(report['failed'])}{eta}"
 
         bar = tqdm(total=len(cells), initial=len(complete), desc=f"sweep {suite}", unit="cell",

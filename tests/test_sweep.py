@@ -85,7 +85,7 @@ def test_the_time_left_is_the_expected_work_over_the_slots():
     assert sweep.expected_left(known.get, [a, b, c, d], [], n_slots=1) == 100 + 300 + 100 + 40  # c: the median
     assert sweep.expected_left(known.get, [], [(a, 500.0)]) == 0  # overran its estimate: nothing more expected
     assert sweep.expected_left(known.get, [], []) == 0  # nothing left
-    assert [sweep.hours(s) for s in (45, 600, 5400)] == ["45 s", "10 min", "1.5 h"]
+    assert [sweep.readable_duration(s) for s in (45, 600, 5400)] == ["45 s", "10 min", "1.5 h"]
 
 
 def test_a_time_limit_reads_as_seconds_minutes_or_hours():
@@ -156,6 +156,20 @@ def test_unknown_suite_is_one_clear_error():
         sweep.expand("nope")
 
 
+@pytest.mark.parametrize("body,error", [
+    ("seeds: []", "`seeds` is empty"),
+    ("variants: [{method: k1, overrides: [train.lr=5e-4]}]", "a list of override lists"),
+    ("variants: [{method: k1}]", "needs `method` and `overrides`"),
+    ("variants: [{method: k1, task: [math], overrides: [[train.lr=5e-4]]}]", r"unknown variant keys \['task'\]"),
+    ("variants: [{method: k1, seeds: [], overrides: [[train.lr=5e-4]]}]", "has no seeds"),
+])
+def test_a_malformed_suite_is_one_clear_error(tmp_path, monkeypatch, body, error):
+    (tmp_path / "bad.yaml").write_text(f"methods: [k1]\ntasks: [math]\n{body}\n")
+    monkeypatch.setattr(sweep, "SUITES_DIR", tmp_path)
+    with pytest.raises(OpdbenchError, match=f"suite bad: .*{error}"):
+        sweep.expand("bad")
+
+
 def test_a_sweep_wide_override_of_what_a_cell_sets_is_an_error():
     with pytest.raises(OpdbenchError, match="'seed=1': each cell sets method, task, seed"):
         sweep.sweep("smoke", ["seed=1"])
@@ -172,6 +186,9 @@ def test_a_variant_gets_its_own_folder():
     cfg = load_config(cell.hydra_overrides("s", []))
     assert cfg.variant == "train.lr=5e-4" and cfg.train.lr == 5e-4
     assert cell.name == "k1@train.lr=5e-4/math/seed=0"
+    two = sweep.Cell("k1", "math", 0, ("models.teachers=[zoo:teacher-xs,zoo:teacher]", "train.lr=5e-4"))
+    for c in (cell, two, sweep.Cell("k1", "math", 0)):  # the label gives back the overrides, commas in values kept
+        assert sweep.Cell.of_variant(c.method, c.task, c.seed, c.variant) == c
 
 
 def _cli(*args, env=None):

@@ -24,10 +24,12 @@ import numpy as np
 
 from .. import results
 from ..errors import OpdbenchError
+from . import leaderboard
+from .leaderboard import BASELINE, ordered_tasks
 
-TASK_ORDER = ("math", "code", "dialogue")
 REFERENCES = ("student_base", "teacher")  # horizontal lines, not curves
-BASELINE = "k1"
+FILTER_CRITERIA = ("kl", "student_entropy", "teacher_entropy")
+FILTER_BANDS = ("0_30", "30_70", "70_100")
 # Every training baseline in one family (tests/test_report.py checks it): a learning-curve figure each.
 FAMILIES = {
     "estimators": ["k1", "k2_naive", "k3_naive", "k3_corrected"],
@@ -36,15 +38,12 @@ FAMILIES = {
     "credit": ["gamma_0p1", "gamma_0p5", "gamma_1", "gae_opd", "cr_opd", "gae_cr_opd"],
     "ensembles": ["ens_arith_mean", "ens_geo_mean", "ens_hard_switch", "ens_soft_switch", "ens_random",
                   "ens_control_token"],
-    "filters": [f"filter_{c}_{band}" for c in ("kl", "student_entropy", "teacher_entropy")
-                for band in ("0_30", "30_70", "70_100")],
+    "filters": [f"filter_{c}_{band}" for c in FILTER_CRITERIA for band in FILTER_BANDS],
     "stability": ["k1_bf16", "tis", "mis"],
     "whitening": ["whiten_none", "whiten_batch", "whiten_group", "whiten_sample"],
     "regularized": ["k1_entropy_bonus", "k1_kl_ref", "exopd", "exopd_base_ref", "opsd"],
 }
 DIVERGENCE_ROWS = ["k1", *FAMILIES["divergences"]]
-FILTER_CRITERIA = ("kl", "student_entropy", "teacher_entropy")
-FILTER_BANDS = ("0_30", "30_70", "70_100")
 STABILITY_ROWS = {"k1": "k1 (fp32 rollout)", "k1_bf16": "bf16, no correction", "tis": "bf16, TIS",
                   "mis": "bf16, MIS"}
 HYPERPARAMETER_TASK = "math"  # the task the paper suite's variants sweep (conf/suites/paper.yaml)
@@ -88,17 +87,12 @@ def _frame(root: Path, suite: str):
     return frame
 
 
-def _tasks(names) -> list[str]:
-    names = set(names)
-    return [t for t in TASK_ORDER if t in names] + sorted(names - set(TASK_ORDER))
-
-
 def _curves(frame, rows, columns: list[tuple[str, str, int]], path: Path, labels=None) -> list[Path]:
     """One panel per (metric, task): the mean over seeds of each row, a band from the lowest to the
     highest seed. `columns` holds (column, y label, smoothing window in steps). A row keeps its
     colour in every panel, and one legend beside the panels names them all (with their seeds)."""
     plt = _plt()
-    tasks = _tasks(frame["task"])
+    tasks = ordered_tasks(frame["task"])
     curves = [r for r in rows if r not in REFERENCES]
     colour = {row: f"C{i % 10}" for i, row in enumerate(curves)}
     fig, axes = plt.subplots(len(columns), len(tasks), figsize=(2.6 * len(tasks) + 1.6, 2.1 * len(columns)),
@@ -206,7 +200,7 @@ def advantage_vs_ratio(out: Path, log_r: np.ndarray | None = None) -> list[Path]
         hist.set_yticks([], minor=True)
         ax.set_zorder(hist.get_zorder() + 1)
         ax.patch.set_visible(False)
-        ax.plot(x, SHAPINGS.get(name)(x, **p), lw=1.2, label="-f'(r)")
+        ax.plot(x, SHAPINGS[name](x, **p), lw=1.2, label="-f'(r)")
         ax.plot(x, -GENERATORS[name](x, **p) / x.exp(), lw=1.0, ls="--", label="value form -f(r)/r")
         ax.set_ylim(-6, 6)
         ax.set_title(name + (" " + ", ".join(f"{k}={v}" for k, v in p.items()) if p else ""))
@@ -380,19 +374,17 @@ def estimator_bias_variance(out: Path) -> list[Path]:
 
 
 def write(root: str | Path = "results/runs", suite: str = "quick", out: str | Path = "results/figures") -> list[Path]:
-    from . import leaderboard
-
     root, out = Path(root), Path(out) / suite
-    out.mkdir(parents=True, exist_ok=True)
     frame = _frame(root, suite)
+    out.mkdir(parents=True, exist_ok=True)  # after the check: a misspelt suite leaves no empty folder
     k = next(c for c in frame.columns if c.startswith("eval/mean@")).split("@")[1]
-    table, _ = leaderboard.build(root, suite)
+    cells = leaderboard.load_cells(root, suite)
+    table, _ = leaderboard.build(root, suite, cells=cells)
     table = table.set_index("method")
-    tasks = _tasks(frame["task"])
+    tasks = ordered_tasks(frame["task"])
     written = [*learning_curves(frame, k, out), *train_kl(frame, out), *stability(frame, out),
                *advantage_vs_ratio(out), *divergence_bars(table, tasks, k, out), *filter_heatmap(table, tasks, k, out),
-               *hyperparameters(table, row_configs(leaderboard.load_cells(root, suite), HYPERPARAMETER_TASK), k, out,
-                               HYPERPARAMETER_TASK),
+               *hyperparameters(table, row_configs(cells, HYPERPARAMETER_TASK), k, out, HYPERPARAMETER_TASK),
                *estimator_bias_variance(out)]
     for old in {*out.glob("*.png"), *out.glob("*.pdf")} - set(written):  # a figure this suite no longer makes
         old.unlink()

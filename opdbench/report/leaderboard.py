@@ -84,7 +84,7 @@ def load_cells(root: Path, suite: str) -> list[Cell]:
         folder = summary_path.parent
         scores_path = folder / "scores.json"
         if not scores_path.exists():
-            raise OpdbenchError(f"{folder} has no scores.json (written by opdbench since session 8): "
+            raise OpdbenchError(f"{folder} has no scores.json (an older opdbench wrote it): "
                                 f"rerun the cell, e.g. with `opdbench sweep suite={suite}`")
         cells.append(Cell(folder, json.loads(summary_path.read_text()),
                           yaml_load((folder / "config.yaml").read_text()),
@@ -127,7 +127,6 @@ class Composed:
     Hydra or OmegaConf, is another fingerprint, so the memo is never stale."""
 
     def __init__(self, folder: str | Path | None = None):
-        import hashlib
 
         import hydra
         import omegaconf
@@ -168,6 +167,10 @@ class Today:
         self.code, self.sources, self.zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
         self.defaults = OmegaConf.to_container(OmegaConf.structured(Config))  # interpolations stay strings: never equal
         self._same: dict[tuple[str, str], bool] = {}
+
+    def changed_under(self, config: dict, provenance: dict, overrides: list[str], composed: "Composed") -> list[str]:
+        """`changed`, against today's config for these Hydra overrides (seeds share a config: RUN_KEYS)."""
+        return self.changed(config, provenance, composed([o for o in overrides if not o.startswith("seed=")]))
 
     def same_statements(self, module: str, digest: str) -> bool:
         """Whether the module's source a cell ran (`digest`, a sha256 of its bytes) differs from
@@ -242,13 +245,17 @@ def mark_stale(cells: list[Cell], suite: str, suite_cells: dict[str, list[str]] 
     suite_cells = suite_cells or {}
     today, composed = Today(), Composed()
     for cell in cells:
-        s = cell.summary
-        name = f"{cell.row}/{s['task']}/seed={s['seed']}"
-        overrides = suite_cells.get(name, [f"method={s['method']}", f"task={s['task']}", f"seed={s['seed']}",
-                                           f"suite={suite}", f"budget={s['budget']}"])
-        now = composed([o for o in overrides if not o.startswith("seed=")])  # seeds share a config (RUN_KEYS)
-        cell.stale += today.changed(cell.config, cell.provenance, now)
+        planned = _planned(cell)  # a cell its suite no longer lists: its own command, on its budget
+        overrides = suite_cells.get(planned.name, planned.hydra_overrides(suite, [f"budget={cell.summary['budget']}"]))
+        cell.stale += today.changed_under(cell.config, cell.provenance, overrides, composed)
     composed.save()
+
+
+def _planned(cell: Cell):
+    """The sweep's Cell of a loaded one (its variant's overrides recovered from the label)."""
+    from ..sweep import Cell as Planned
+    s = cell.summary
+    return Planned.of_variant(s["method"], s["task"], s["seed"], s.get("variant", ""))
 
 
 def equivalences(method_configs: dict[str, dict]) -> dict[str, str]:
@@ -260,15 +267,17 @@ def equivalences(method_configs: dict[str, dict]) -> dict[str, str]:
     rows = sorted(method_configs)
     for a in rows:
         ca = core(method_configs[a])
+        affine = AFFINE.get(ca.get("shaping"))  # (its params, the other shaping, scale, shift)
+        if affine and not all(ca.get("shaping_params", {}).get(p) == v for p, v in affine[0].items()):
+            affine = None
         for b in rows:
             cb = core(method_configs[b])
             if a == b or a in notes:
                 continue
             if ca == cb and a > b:
                 notes[a] = f"same config as {b}"
-            affine = AFFINE.get(ca.get("shaping"))
-            if affine and all(ca.get("shaping_params", {}).get(p) == v for p, v in affine[0].items()):
-                params, other, scale, shift = affine
+            if affine:
+                _, other, scale, shift = affine
                 mapped = {**ca, "shaping": other, "shaping_params": cb.get("shaping_params", {})}
                 if mapped == cb:
                     if ca.get("whiten", "none") != "none":
@@ -284,32 +293,35 @@ def _collapsed(group: list[Cell]) -> str:
     runs = [c for c in group if c.response_len is not None and c.response_len[1] < COLLAPSED_BELOW * c.response_len[0]]
     if not runs:
         return ""
-    runs.sort(key=lambda c: (_task_rank(c.summary["task"]), c.summary["seed"]))
+    order = ordered_tasks(c.summary["task"] for c in runs)
+    runs.sort(key=lambda c: (order.index(c.summary["task"]), c.summary["seed"]))
     return "responses collapsed: " + ", ".join(
         f"{c.summary['task']} seed {c.summary['seed']} ({c.response_len[0]:.0f} -> {c.response_len[1]:.1f} tokens)" for c in runs)
 
 
-def _task_rank(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+def ordered_tasks(names) -> list[str]:
+    """These task names once each: the tiny tier's in TASK_ORDER, then any other by name."""
+    names = set(names)
+    return [t for t in TASK_ORDER if t in names] + sorted(names - set(TASK_ORDER))
 
 
 def _fmt(point: float, lo: float, hi: float) -> str:
     return f"{point:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def build(root: str | Path = "results/runs", suite: str = "default", seed: int = 0):
-    """(DataFrame of rows, markdown text). `seed` fixes every bootstrap draw."""
+def build(root: str | Path = "results/runs", suite: str = "default", seed: int = 0, cells: list[Cell] | None = None):
+    """(DataFrame of rows, markdown text). `seed` fixes every bootstrap draw; `cells`, the suite's
+    `load_cells` where the caller has them already."""
     import pandas as pd
 
     root = Path(root)
-    cells = load_cells(root, suite)
+    cells = load_cells(root, suite) if cells is None else cells
     if not cells:
         raise OpdbenchError(f"no complete cells under {root / suite}: run `opdbench sweep suite={suite}` first")
     planned = suite_commands(suite)
     mark_stale(cells, suite, planned)
     k = cells[0].config["eval"]["k"]
-    tasks = [t for t in TASK_ORDER if any(c.summary["task"] == t for c in cells)]
-    tasks += sorted({c.summary["task"] for c in cells} - set(tasks))
+    tasks = ordered_tasks(c.summary["task"] for c in cells)
     by_row: dict[str, dict[str, list[Cell]]] = {}
     for cell in cells:
         by_row.setdefault(cell.row, {}).setdefault(cell.summary["task"], []).append(cell)
@@ -373,14 +385,13 @@ def _ranked(frame, by_row: dict[str, dict[str, list[Cell]]]):
 
 
 def _command(group: list[Cell], suite: str) -> str:
-    """`opdbench train -m` over the row's tasks and seeds (a variant's overrides from its config),
+    """`opdbench train -m` over the row's tasks and seeds (a variant's overrides from its label),
     on the cells' thread count (1 and 2 threads differ in the last bits) and into runs/, beside
     the committed cells rather than over them."""
     s = group[0].summary
-    tasks = ",".join(t for t in TASK_ORDER if any(c.summary["task"] == t for c in group))
-    tasks = tasks or ",".join(sorted({c.summary["task"] for c in group}))
+    tasks = ",".join(ordered_tasks(c.summary["task"] for c in group))
     seeds = ",".join(str(x) for x in sorted({c.summary["seed"] for c in group}))
-    extra = "".join(f" '{o}'" for o in s["variant"].split(",")) if s.get("variant") else ""
+    extra = "".join(f" '{o}'" for o in _planned(group[0]).overrides)
     budget = f" budget={s['budget']}" if s.get("budget", "default") != "default" else ""
     threads = f" threads={group[0].config['threads']}" if group[0].config.get("threads") else ""
     return (f"opdbench train -m method={s['method']} task={tasks} seed={seeds} suite={suite}{budget}{threads}"
@@ -424,11 +435,20 @@ def write(root: str | Path = "results/runs", suite: str = "default", out: str | 
 START, END = "<!-- leaderboard: begin (opdbench leaderboard --readme) -->", "<!-- leaderboard: end -->"
 
 
-def embed(readme: str | Path, text: str) -> None:
-    """Replace what README holds between the START and END markers with `text`."""
+def readme_parts(readme: str | Path) -> tuple[str, str]:
+    """What README holds before its START marker and after its END marker (an error, before any
+    work, where it has no such pair)."""
     readme = Path(readme)
+    if not readme.is_file():
+        raise OpdbenchError(f"{readme} does not exist: --readme names the file to embed the leaderboard in")
     doc = readme.read_text()
     if doc.count(START) != 1 or doc.count(END) != 1 or doc.index(START) > doc.index(END):
         raise OpdbenchError(f"{readme} needs one line {START!r} and, after it, one line {END!r}")
     head, rest = doc.split(START)
-    results.write_atomic(readme, f"{head}{START}\n{text.strip()}\n{END}{rest.split(END, 1)[1]}")
+    return head, rest.split(END, 1)[1]
+
+
+def embed(readme: str | Path, text: str) -> None:
+    """Replace what README holds between the START and END markers with `text`."""
+    head, tail = readme_parts(readme)
+    results.write_atomic(Path(readme), f"{head}{START}\n{text.strip()}\n{END}{tail}")

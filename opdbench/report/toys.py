@@ -26,11 +26,11 @@ def grad_of(fn, x: torch.Tensor) -> torch.Tensor:
     return g
 
 
-def single_step(V: int = 7, seed: int = 0, scale: float = 1.0):
+def single_step(V: int = 7, seed: int = 0):
     """(student logits theta_V, teacher log-probs logq_V), random and fixed by `seed`."""
     g = torch.Generator().manual_seed(seed)
-    theta = scale * torch.randn(V, generator=g, dtype=DT)
-    teacher_logits = scale * torch.randn(V, generator=g, dtype=DT)
+    theta = torch.randn(V, generator=g, dtype=DT)
+    teacher_logits = torch.randn(V, generator=g, dtype=DT)
     return theta, teacher_logits.log_softmax(-1)
 
 
@@ -51,12 +51,12 @@ def expected_score_grad(theta: torch.Tensor, logq: torch.Tensor, adv_fn) -> torc
 class TabularAR:
     """pi(y_t | y_<t) = softmax(table[state(y_<t)]), T steps over V tokens, every sequence enumerable."""
 
-    def __init__(self, T: int = 3, V: int = 3, seed: int = 0, scale: float = 1.0):
+    def __init__(self, T: int = 3, V: int = 3, seed: int = 0):
         self.T, self.V = T, V
         self.n_states = sum(V ** t for t in range(T))
         g = torch.Generator().manual_seed(seed)
-        self.student = scale * torch.randn(self.n_states, V, generator=g, dtype=DT)
-        self.teacher = scale * torch.randn(self.n_states, V, generator=g, dtype=DT)
+        self.student = torch.randn(self.n_states, V, generator=g, dtype=DT)
+        self.teacher = torch.randn(self.n_states, V, generator=g, dtype=DT)
         self.seqs_N_T = torch.tensor(list(itertools.product(range(V), repeat=T)), dtype=torch.long)
         self.states_N_T = torch.tensor([[self.state(seq[:t]) for t in range(T)] for seq in self.seqs_N_T.tolist()],
                                        dtype=torch.long)
