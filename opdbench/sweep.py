@@ -397,6 +397,40 @@ def _write_failure(root: str, suite: str, cell: Cell, record: dict | None) -> No
         fs.pipe_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _setup(suite: str, overrides: list[str], cpus_per_cell: float, gpus_per_cell: float,
+           progress: bool) -> tuple[list[Cell], list[str], str, bool]:
+    """The suite's cells, the overrides every cell gets (the suite's, the user's, and where and how
+    a worker runs it), the absolute results root, and whether to show progress."""
+    cells, common = expand(suite)
+    owned = [o for o in overrides if o.partition("=")[0].lstrip("+~") in CELL_KEYS]
+    if owned:
+        raise OpdbenchError(f"{owned[0]!r}: each cell sets {', '.join(CELL_KEYS)} itself; "
+                            f"change them in {SUITES_DIR / suite}.yaml")
+    common = [*common, *overrides]
+    probe = load_config([f"suite={suite}", *common])
+    # Workers may run elsewhere (another node, another working directory): give them an absolute root.
+    root = probe.results_dir if _is_url(probe.results_dir) else str(Path(probe.results_dir).expanduser().resolve())
+    common = [*common, f"results_dir={root}", f"threads={max(1, int(cpus_per_cell))}", "progress=false"]
+    if gpus_per_cell > 0 and not any(o.startswith("device=") for o in overrides):
+        common.append("device=cuda")  # Ray gives each cell its GPU(s) through CUDA_VISIBLE_DEVICES
+    return cells, common, root, progress and probe.progress  # `progress=false` quiets the sweep's line too
+
+
+def _pending(root: str, suite: str, cells: list[Cell], common: list[str], *, reuse: bool,
+             copy: bool) -> tuple[set[Cell], list[Cell], list[Cell], Durations]:
+    """(complete cells, those of them another suite's identical run gives (copied in with `copy`),
+    the cells to run in schedule order, the Durations learnt from the complete ones on disk)."""
+    complete = {c for c in cells if _exists(f"{_cell_dir(root, suite, c)}/summary.json")}
+    todo = [c for c in cells if c not in complete]
+    reused = identical_runs(Path(root), suite, todo, common, copy=copy) if reuse and not _is_url(root) else []
+    complete |= set(reused)
+    costs = _costs([c for c in todo if c not in complete], suite, common)
+    durations = Durations(costs)  # for the time limit, the plan and the ETA
+    for cell in complete if copy else complete - set(reused):  # uncopied cells are not on disk
+        durations.add_folder(cell, _cell_dir(root, suite, cell))
+    return complete, reused, schedule(list(costs), costs), durations
+
+
 def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = None, num_cpus: int | None = None,
           cpus_per_cell: float = 1, gpus_per_cell: float = 0, time_limit: float | None = None,
           plan: bool = False, reuse: bool = True, progress: bool = True) -> dict:
@@ -406,41 +440,17 @@ def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = No
     time, "nodes": the Ray nodes that ran them}. With `plan`, run nothing: "plan" holds the missing
     cells in schedule order with their expected seconds (None: unknown), "reused" those it would copy."""
     started = time.monotonic()
-    import ray
-    from tqdm.auto import tqdm
-
-    cells, common = expand(suite)
-    owned = [o for o in overrides if o.partition("=")[0].lstrip("+~") in CELL_KEYS]
-    if owned:
-        raise OpdbenchError(f"{owned[0]!r}: each cell sets {', '.join(CELL_KEYS)} itself; "
-                            f"change them in {SUITES_DIR / suite}.yaml")
-    common = [*common, *overrides]
-    probe = load_config([f"suite={suite}", *common])
-    progress = progress and probe.progress  # `progress=false` quiets the sweep's line as well as the cells'
-    # Workers may run elsewhere (another node, another working directory): give them an absolute root.
-    root = probe.results_dir if _is_url(probe.results_dir) else str(Path(probe.results_dir).expanduser().resolve())
-    threads = max(1, int(cpus_per_cell))
-    common = [*common, f"results_dir={root}", f"threads={threads}", "progress=false"]
-    if gpus_per_cell > 0 and not any(o.startswith("device=") for o in overrides):
-        common.append("device=cuda")  # Ray gives each cell its GPU(s) through CUDA_VISIBLE_DEVICES
-    complete = {c for c in cells if _exists(f"{_cell_dir(root, suite, c)}/summary.json")}
-    todo = [c for c in cells if c not in complete]
-    reused = identical_runs(Path(root), suite, todo, common, copy=not plan) if reuse and not _is_url(root) else []
-    complete |= set(reused)
-    todo = [c for c in todo if c not in complete]
-    costs = _costs(todo, suite, common)
-    todo = schedule(todo, costs)
+    cells, common, root, progress = _setup(suite, overrides, cpus_per_cell, gpus_per_cell, progress)
+    complete, reused, todo, durations = _pending(root, suite, cells, common, reuse=reuse, copy=not plan)
     report = {"cells": len(cells), "skipped": len(complete) - len(reused), "reused": len(reused), "ran": 0,
               "failed": [], "left": 0, "nodes": set()}
-    durations = Durations(costs)  # from the complete cells: for the time limit, the plan and the ETA
-    on_disk = complete - set(reused) if plan else complete  # a plan copies nothing in
-    for cell in on_disk:
-        durations.add_folder(cell, _cell_dir(root, suite, cell))
     if plan:  # at the slots of the local machine (or num_cpus): a cluster's are not known without Ray
         return {**report, "plan": [(cell, durations(cell)) for cell in todo],
                 "slots": slots(num_cpus or os.cpu_count(), 0, cpus_per_cell, 0)}
     if not todo:
         return report
+    import ray
+    from tqdm.auto import tqdm
 
     # "local": a new cluster of our own, even when another is running on this machine.
     ray.init(address=ray_address or "local", num_cpus=None if ray_address else (num_cpus or os.cpu_count()),
