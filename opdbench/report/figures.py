@@ -307,7 +307,7 @@ def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = H
                 ax.plot([x], [v], marker="*", ms=9, color="C3", zorder=3, label="k1 default")
         if numeric and all(float(x).is_integer() for x in xs):
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        if knob in ("train.lr", "models.teachers"):
+        if knob in ("train.lr", "models.teachers") and numeric:  # (an ensemble of teachers has no one size)
             ax.set_xscale("log")
         if knob == "models.teachers" and numeric:  # each teacher's tick is its size
             ax.set_xticks(xs, [f"{x / 1e3:.0f}K" for x in xs], minor=False)

@@ -127,7 +127,6 @@ class Composed:
     Hydra or OmegaConf, is another fingerprint, so the memo is never stale."""
 
     def __init__(self, folder: str | Path | None = None):
-
         import hydra
         import omegaconf
 
