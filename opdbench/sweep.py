@@ -424,11 +424,12 @@ def _pending(root: str, suite: str, cells: list[Cell], common: list[str], *, reu
     todo = [c for c in cells if c not in complete]
     reused = identical_runs(Path(root), suite, todo, common, copy=copy) if reuse and not _is_url(root) else []
     complete |= set(reused)
-    costs = _costs([c for c in todo if c not in complete], suite, common)
+    todo = [c for c in todo if c not in complete]
+    costs = _costs(todo, suite, common)
     durations = Durations(costs)  # for the time limit, the plan and the ETA
     for cell in complete if copy else complete - set(reused):  # uncopied cells are not on disk
         durations.add_folder(cell, _cell_dir(root, suite, cell))
-    return complete, reused, schedule(list(costs), costs), durations
+    return complete, reused, schedule(todo, costs), durations
 
 
 def sweep(suite: str, overrides: list[str] = (), *, ray_address: str | None = None, num_cpus: int | None = None,
