@@ -216,8 +216,9 @@ def cmd_figures(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import seconds_per_step
     from .conf import baseline_files
+    from .report.leaderboard import reference_methods
 
-    methods = args.methods or [m for m in baseline_files() if m not in ("student_base", "teacher")]
+    methods = args.methods or [m for m in baseline_files() if m not in reference_methods()]
     methods = ["k1"] + [m for m in methods if m != "k1"]  # the yardstick first
     rows, k1 = [("method", "s/step", "x k1", "rollout", "teachers", "update")], None
     for method in methods:
@@ -266,14 +267,14 @@ def cmd_eval(args) -> None:
 
 def cmd_export(args) -> None:
     from .conf import REPO_DIR, load_config, task_files
-    from .lm_eval_export import export_task
+    from .lm_eval_export import DEFAULT_TOKENIZER, export_task
     from .tasks import REAL_TASKS
 
     out = args.out or REPO_DIR / "lm_eval_tasks"
     tiny = [name for name in task_files() if name not in REAL_TASKS]  # real tasks need their data: name them
     configs = [load_config([f"task={name}"]) for name in args.tasks or tiny]  # every name checked first
     for cfg in configs:
-        print(f"{cfg.task.name}: {export_task(cfg, out, tokenizer_spec=args.tokenizer)}")
+        print(f"{cfg.task.name}: {export_task(cfg, out, tokenizer_spec=args.tokenizer or DEFAULT_TOKENIZER)}")
 
 
 def cmd_zoo(args) -> None:
@@ -392,8 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("format", choices=["lm-eval"])
     p.add_argument("tasks", nargs="*", metavar="TASK", help="task names (default: the tiny-tier tasks)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: lm_eval_tasks/ in the repo)")
-    p.add_argument("--tokenizer", default="zoo:teacher",
-                   help="whose chat template renders the prompts (default: zoo:teacher, shared by the whole zoo)")
+    p.add_argument("--tokenizer", default=None,
+                   help="whose chat template renders the prompts (default: the zoo's, which every zoo model shares)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("zoo", help="build or check the tiny model zoo")
     p.add_argument("action", choices=["build", "check", "rescore"],

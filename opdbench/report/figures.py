@@ -27,7 +27,7 @@ from ..errors import OpdbenchError
 from . import leaderboard
 from .leaderboard import BASELINE, ordered_tasks
 
-REFERENCES = ("student_base", "teacher")  # horizontal lines, not curves
+REFERENCES = tuple(leaderboard.reference_methods())  # horizontal lines, not curves
 FILTER_CRITERIA = ("kl", "student_entropy", "teacher_entropy")
 FILTER_BANDS = ("0_30", "30_70", "70_100")
 # Every training baseline in one family (tests/test_report.py checks it): a learning-curve figure each.

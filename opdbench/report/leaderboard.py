@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from .. import results, stats
-from ..conf import load_config
+from ..conf import baseline_files, load_config
 from ..conf.schema import Config
 from ..errors import OpdbenchError
 from ..evaluate import PACKAGE_DIR, best_at_k, code_fingerprint, source_hashes
@@ -35,6 +35,17 @@ BASELINE = "k1"
 RUN_KEYS = ("results_dir", "threads", "progress", "eval.cache_dir", "seed")
 TASK_ORDER = ("math", "code", "dialogue")
 COLLAPSED_BELOW = 0.2  # of the first step's response length: a run that ends below it stopped answering
+
+
+def is_reference(method: dict) -> bool:
+    """A reference row (the student base, the teacher) evaluates a model without training: a bound
+    to read the entries against, not an entry."""
+    return method.get("kind", "train").startswith("evaluate_")
+
+
+def reference_methods() -> list[str]:
+    """The registered baselines that are reference rows, from their YAML (no Hydra composition)."""
+    return [name for name, path in baseline_files().items() if is_reference(yaml_load(path.read_bytes()))]
 
 
 @dataclass
@@ -376,7 +387,7 @@ def _ranked(frame, by_row: dict[str, dict[str, list[Cell]]]):
     """The OPD rows by IQM, best first (rows without one, not yet run on every task, after them by
     name), then the reference rows (the student, the teacher: bounds, not entries)."""
     def reference(row: str) -> bool:
-        return next(iter(by_row[row].values()))[0].config["method"].get("kind", "").startswith("evaluate_")
+        return is_reference(next(iter(by_row[row].values()))[0].config["method"])
 
     order = sorted(range(len(frame)), key=lambda i: (reference(frame["method"][i]), np.isnan(frame["IQM"][i]),
                                                      -np.nan_to_num(frame["IQM"][i]), frame["method"][i]))
