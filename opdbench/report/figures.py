@@ -305,14 +305,13 @@ def hyperparameters(table, configs: dict[str, dict], k, out: Path, task: str = H
         for x, (row, _), v in zip(xs, points, y):
             if row == BASELINE:
                 ax.plot([x], [v], marker="*", ms=9, color="C3", zorder=3, label="k1 default")
-        if numeric and all(float(x).is_integer() for x in xs):
-            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         if knob in ("train.lr", "models.teachers") and numeric:  # (an ensemble of teachers has no one size)
             ax.set_xscale("log")
-        if knob == "models.teachers" and numeric:  # each teacher's tick is its size
-            ax.set_xticks(xs, [f"{x / 1e3:.0f}K" for x in xs], minor=False)
+        if numeric:  # a tick at each swept value, nowhere else: a teacher's is its size
+            size = knob == "models.teachers"
+            ax.set_xticks(xs, [f"{x / 1e3:.0f}K" if size else f"{x:g}" for x in xs], minor=False)
             ax.minorticks_off()
-        if not numeric:
+        else:
             ax.set_xticks(xs, [str(v) for _, v in points], rotation=20)
         ax.set_title(KNOB_TITLES.get(knob, knob))
         ax.grid(alpha=0.3)
