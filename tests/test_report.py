@@ -154,6 +154,10 @@ def test_equivalent_rows_are_found_from_their_configs():
     whitened = {m: {**c, "whiten": "batch"} for m, c in configs.items() if m in ("hellinger", "tsallis")}
     assert leaderboard.equivalences(whitened)["tsallis"].startswith("same run as hellinger")
     assert "k3_naive" not in notes
+    # a variant's overrides outside the method group make another run; inside it, the method config says
+    variants = {"k1@train.lr=5e-4": ["train.lr=5e-4"], "k1@method.whiten=none": ["method.whiten=none"]}
+    notes = leaderboard.equivalences({**configs, **{v: configs["k1"] for v in variants}}, variants)
+    assert "k1@train.lr=5e-4" not in notes and notes["k1@method.whiten=none"] == "same config as k1"
 
 
 def test_figures_are_written(smoke_suite, tmp_path):

@@ -268,20 +268,24 @@ def _planned(cell: Cell):
     return Planned.of_variant(s["method"], s["task"], s["seed"], s.get("variant", ""))
 
 
-def equivalences(method_configs: dict[str, dict]) -> dict[str, str]:
-    """Rows that are the same run (or the same expected gradient) as another by construction."""
-    def core(cfg: dict) -> dict:
-        return {k: v for k, v in cfg.items() if k not in ("name", "source")}
+def equivalences(method_configs: dict[str, dict], variants: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Rows that are the same run (or the same expected gradient) as another by construction: by
+    their method config and their variant's overrides of anything else (`variants`, by row), so a
+    k1 variant with another learning rate is not k1 (a method.* override is in its method config)."""
+    def core(row: str) -> dict:
+        other = [o for o in (variants or {}).get(row, []) if not o.startswith("method.")]
+        return {**{k: v for k, v in method_configs[row].items() if k not in ("name", "source")},
+                "variant overrides": sorted(other)}
 
     notes = {}
     rows = sorted(method_configs)
     for a in rows:
-        ca = core(method_configs[a])
+        ca = core(a)
         affine = AFFINE.get(ca.get("shaping"))  # (its params, the other shaping, scale, shift)
         if affine and not all(ca.get("shaping_params", {}).get(p) == v for p, v in affine[0].items()):
             affine = None
         for b in rows:
-            cb = core(method_configs[b])
+            cb = core(b)
             if a == b or a in notes:
                 continue
             if ca == cb and a > b:
@@ -350,7 +354,9 @@ def build(root: str | Path = "results/runs", suite: str = "default", seed: int =
         return np.array(columns).T
 
     baseline = runs_by_task(BASELINE) if BASELINE in by_row else None
-    notes = equivalences({row: next(iter(v.values()))[0].config["method"] for row, v in by_row.items()})
+    first = {row: next(iter(v.values()))[0] for row, v in by_row.items()}
+    notes = equivalences({row: c.config["method"] for row, c in first.items()},
+                         {row: _planned(c).overrides for row, c in first.items()})
     records = []
     for row in sorted(by_row):
         rng = np.random.default_rng(seed)
