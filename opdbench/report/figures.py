@@ -108,7 +108,9 @@ def _curves(frame, rows, columns: list[tuple[str, str, int]], path: Path, labels
                     continue
                 if row in REFERENCES:
                     ax.axhline(cells[column].mean(), ls=":", lw=0.8, color="grey")
-                    ax.annotate(row, (0, cells[column].mean()), fontsize=5, color="grey", va="bottom")
+                    # labelled at the right end, where the curves have left the student's floor
+                    ax.annotate(row, (1, cells[column].mean()), xycoords=("axes fraction", "data"), fontsize=5,
+                                color="grey", ha="right", va="bottom")
                     continue
                 wide = cells.pivot_table(index="step", columns="seed", values=column)
                 if smooth > 1:
