@@ -279,13 +279,14 @@ def equivalences(method_configs: dict[str, dict], variants: dict[str, list[str]]
 
     notes = {}
     rows = sorted(method_configs)
+    cores = {row: core(row) for row in rows}
     for a in rows:
-        ca = core(a)
+        ca = cores[a]
         affine = AFFINE.get(ca.get("shaping"))  # (its params, the other shaping, scale, shift)
         if affine and not all(ca.get("shaping_params", {}).get(p) == v for p, v in affine[0].items()):
             affine = None
         for b in rows:
-            cb = core(b)
+            cb = cores[b]
             if a == b or a in notes:
                 continue
             if ca == cb and a > b:
