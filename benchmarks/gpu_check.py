@@ -11,11 +11,12 @@ alone is far over the 64 MiB a call can carry), so sweeps and the vLLM backend s
 Each check runs on its own and records its own error, so one broken check does not cost the others
 (device time is 15 minutes a session, start-up included). Results go to `--out`/gpu_check.json.
 
-1. `tiny_cuda`: the tiny tier's k1 math cell (seed 0, default budget) trained with `device=cuda`,
-   against the CPU cell committed in results/runs/core/k1/math/seed=0. Rollouts draw their uniforms
-   from a CPU generator on both devices, so the step-0 evaluation should agree up to the few tokens
-   whose sampling threshold falls within float rounding; the final score within seed noise (k1's three
-   CPU seeds end at 0.517 / 0.457 / 0.496).
+1. `tiny_cuda`: the tiny tier's k1 math cell (default budget) trained with `device=cuda`, for each of
+   `--seeds`, against the CPU cell of that seed committed in results/runs/core/k1/math. Rollouts draw
+   their uniforms from a CPU generator on both devices, so the step-0 evaluation should agree up to
+   the few tokens whose sampling threshold falls within float rounding; the final score within seed
+   noise (k1's three CPU seeds end at 0.517 / 0.457 / 0.496). `--rerun` trains the first seed again:
+   whether two CUDA runs give the same metrics (on the CPU they are bit-identical).
 2. `real_*`: k1 steps of a randomly initialised Qwen3-0.6B-shaped student under a Qwen3-1.7B-shaped
    teacher (transformers' Qwen3 classes, as the real presets load; a 151,936-row vocabulary; the zoo's
    tokenizer, so the math task's prompts are the tiny tier's), bf16 teacher and bf16 autocast, timed
@@ -44,7 +45,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-CPU_CELL = REPO / "results/runs/core/k1/math/seed=0"
+CPU_CELLS = REPO / "results/runs/core/k1/math"
 
 
 class SynchronizedClock:
@@ -69,21 +70,29 @@ def environment() -> dict:
             "transformers": transformers.__version__, **gpu}
 
 
-def tiny_cuda(scratch: Path, device: str, budget: list[str]) -> dict:
-    """The default k1 math cell on CUDA against the committed CPU cell."""
+def tiny_cuda(scratch: Path, device: str, budget: list[str], seeds: list[int], rerun: bool) -> dict:
+    """The default k1 math cell on CUDA, one per seed, against the committed CPU cell of that seed;
+    with `rerun`, the first seed trained again, to see whether two CUDA runs are bit-identical."""
     from opdbench import trainer
     from opdbench.conf import load_config
 
-    shutil.rmtree(scratch / "runs", ignore_errors=True)  # a rerun on a warm machine trains afresh
-    start = time.perf_counter()
-    cfg = load_config(["method=k1", "task=math", "seed=0", f"device={device}", f"results_dir={scratch / 'runs'}",
-                       f"eval.cache_dir={scratch / 'eval_cache'}", *budget])
-    summary = trainer.train(cfg)
-    cpu = json.loads((CPU_CELL / "summary.json").read_text())
     keys = ("step0_mean@8", "teacher_mean@8", "mean@8", "best@8", "auc_mean@8")
-    return {"wall_s": round(time.perf_counter() - start, 1),
-            "cuda": {k: summary[k] for k in keys}, "cpu_committed": {k: cpu[k] for k in keys},
-            "cpu_wall_s": cpu["wall_s"]}
+    report = {}
+    for run, seed in enumerate([*seeds, *seeds[:1]] if rerun else seeds):
+        name = f"seed={seed}" + (" (rerun)" if run >= len(seeds) else "")
+        runs = scratch / f"runs{run}"
+        shutil.rmtree(runs, ignore_errors=True)  # a rerun on a warm machine trains afresh
+        start = time.perf_counter()
+        cfg = load_config(["method=k1", "task=math", f"seed={seed}", f"device={device}", f"results_dir={runs}",
+                           f"eval.cache_dir={scratch / 'eval_cache'}", *budget])
+        summary = trainer.train(cfg)
+        cpu = json.loads((CPU_CELLS / f"seed={seed}" / "summary.json").read_text())
+        report[name] = {"wall_s": round(time.perf_counter() - start, 1), "cuda": {k: summary[k] for k in keys},
+                        "cpu_committed": {k: cpu[k] for k in keys}, "cpu_wall_s": cpu["wall_s"]}
+    if rerun:
+        first, again = report[f"seed={seeds[0]}"]["cuda"], report[f"seed={seeds[0]} (rerun)"]["cuda"]
+        report["rerun_identical"] = first == again
+    return report
 
 
 QWEN3_0P6B = dict(vocab_size=151936, hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
@@ -142,6 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "results/bench")
     parser.add_argument("--steps", type=int, default=3, help="timed steps of each real-size run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="tiny_cuda's seeds (CPU cells: 0-2)")
+    parser.add_argument("--rerun", action="store_true", help="tiny_cuda trains its first seed twice")
     parser.add_argument("--only", nargs="*", default=None, help="run these checks alone (names as in the report)")
     parser.add_argument("--dry-run", action="store_true", help="the same checks on the CPU at toy sizes")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/gpu_check"),
@@ -163,7 +174,7 @@ def main() -> None:
     real = lambda extra: real_steps(student(), teacher(), device, extra, steps)  # noqa: E731
     checks = {
         "environment": environment,
-        "tiny_cuda": lambda: tiny_cuda(scratch, device, budget),
+        "tiny_cuda": lambda: tiny_cuda(scratch, device, budget, args.seeds, args.rerun),
         "real_full": lambda: real([]),
         "real_checkpointing": lambda: real(["train.gradient_checkpointing=true"]),
         "real_lora": lambda: real(["student.lora.r=16"]),

@@ -10,11 +10,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_the_gpu_check_script_runs_every_check_on_the_cpu_at_toy_sizes(tmp_path):
     subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--out", str(tmp_path),
-                    "--scratch", str(tmp_path / "scratch")],
+                    "--scratch", str(tmp_path / "scratch"), "--rerun"],
                    cwd=REPO, check=True, capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert list(report) == ["environment", "tiny_cuda", "real_full", "real_checkpointing", "real_lora", "vllm"]
     assert not [name for name, result in report.items() if "error" in result]
-    assert report["tiny_cuda"]["cpu_committed"]["mean@8"] > report["tiny_cuda"]["cpu_committed"]["step0_mean@8"]
+    tiny = report["tiny_cuda"]
+    assert tiny["seed=0"]["cpu_committed"]["mean@8"] > tiny["seed=0"]["cpu_committed"]["step0_mean@8"]
+    assert tiny["rerun_identical"], "two CPU runs of one seed must give the same metrics"
     for name in ("real_full", "real_checkpointing", "real_lora"):
         assert report[name]["tokens_per_step"] > 0 and report[name]["rollout_tokens_per_s"] > 0
