@@ -213,6 +213,19 @@ def cmd_figures(args) -> None:
         print(f"wrote {path}")
 
 
+def cmd_recheck(args) -> None:
+    from .report.recheck import recheck
+
+    found, lines = recheck(args.cells, write=args.record)
+    if any(found.values()):
+        raise OpdbenchError(f"{sum(map(bool, found.values()))} of {len(found)} cells came out differently: "
+                            "today's code computes something else, so their suites need rerunning")
+    for line in lines:
+        print(f"recorded: {line['module']} {line['ran'][:12]} -> {line['today'][:12]} ({len(line['cells'])} cells)")
+    if args.record and not lines:
+        print("recorded nothing: no module these cells ran has changed in code")
+
+
 def cmd_bench(args) -> None:
     from .bench import seconds_per_step
     from .conf import baseline_files
@@ -416,6 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default="results/runs", help="the results_dir the cells are in (default: results/runs)")
     p.add_argument("--out", default="results/figures", help="output folder (default: results/figures)")
     p.set_defaults(func=cmd_figures)
+    p = sub.add_parser("recheck", help="rerun committed cells with today's code; are their outputs the same?",
+                       description="Rerun each cell as its suite's command would now (its thread count, a fresh "
+                                   "evaluation cache) and compare config, metrics, scores, samples and summary with "
+                                   "what it wrote. With --record, when all are the same, the leaderboard's stale "
+                                   "check accepts every cell that ran those module versions (see report/recheck.py: "
+                                   "choose cells that run the code you edited).")
+    p.add_argument("cells", nargs="+", type=Path, help="cell folders, e.g. results/runs/core/k1/math/seed=0")
+    p.add_argument("--record", action="store_true",
+                   help="append today's module versions to opdbench/report/equivalent_code.jsonl (needs committed code)")
+    p.set_defaults(func=cmd_recheck)
     p = sub.add_parser("bench", help="seconds per training step of each method, relative to k1")
     p.add_argument("methods", nargs="*", help="baselines to time (default: every training method)")
     p.add_argument("--steps", type=_at_least(int, 1), default=5, help="timed steps per method, after one warm-up step")

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from opdbench import results
 from opdbench.conf import baseline_files, load_config
 from opdbench.errors import OpdbenchError
-from opdbench.report import figures, leaderboard
+from opdbench.report import figures, leaderboard, recheck
 from opdbench.trainer import train
 
 
@@ -221,3 +221,46 @@ def test_the_toy_estimator_is_unbiased_at_gamma_1_and_its_variance_grows():
     rows = credit_bias_variance(TabularAR(T=3, V=3, seed=1), [0.0, 0.5, 1.0])
     assert rows[2]["bias"] < 1e-10 < rows[1]["bias"] < rows[0]["bias"]
     assert 0 < rows[0]["variance"] < rows[1]["variance"] < rows[2]["variance"]
+
+
+def test_a_module_version_that_recheck_found_to_reproduce_cells_stales_none_of_them(smoke_suite, tmp_path):
+    import shutil
+    root, registry = tmp_path / "runs", tmp_path / "equivalent_code.jsonl"
+    shutil.copytree(smoke_suite, root)
+    cell = results.cell_dir(root, "smoke", "k3_naive", "math", 1)
+    prov = json.loads((cell / "provenance.json").read_text())
+    (cell / "provenance.json").write_text(json.dumps({**prov, "code_modules": {**prov["code_modules"], "trainer.py": "a" * 64}}))
+    today = leaderboard.Today(registry)
+    stale = leaderboard.load_cell(cell)
+    assert recheck.changed_modules(stale, today) == {"trainer.py": "a" * 64}
+    assert today.changed(stale.config, stale.provenance, None) == ["config", "code (trainer.py)"]
+    # a chain: version a reproduced by b (itself a cell's code once), b by today's
+    registry.write_text(json.dumps({"module": "trainer.py", "ran": "a" * 64, "today": "b" * 64}) + "\n")
+    assert not leaderboard.Today(registry).ran_today("trainer.py", "a" * 64)
+    with open(registry, "a") as f:
+        f.write(json.dumps({"module": "trainer.py", "ran": "b" * 64, "today": today.sources["trainer.py"]}) + "\n")
+    assert leaderboard.Today(registry).ran_today("trainer.py", "a" * 64)
+    assert not leaderboard.Today(registry).ran_today("trainer.py", "c" * 64)
+    assert not leaderboard.Today(registry).ran_today("llama.py", "a" * 64)  # a line is about its module only
+    # `record` writes such a line: today's version of each module that differs from what the cells ran
+    registry.unlink()
+    lines = recheck.record([stale], today, registry)
+    assert [(line["module"], line["ran"], line["today"], line["cells"]) for line in lines] == [
+        ("trainer.py", "a" * 64, today.sources["trainer.py"], ["smoke/k3_naive/math/seed=1"])]
+    assert not recheck.changed_modules(stale, leaderboard.Today(registry))
+
+
+def test_recheck_reruns_a_cell_and_names_what_came_out_differently(smoke_suite, tmp_path):
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(smoke_suite / "smoke/k1", root / "smoke/k1")
+    cell = results.cell_dir(root, "smoke", "k1", "math", 0)
+    found, lines = recheck.recheck([cell], scratch=tmp_path)
+    assert found == {"smoke/k1/math/seed=0": []} and lines == []  # the same code: the same bytes
+    metrics = (cell / "metrics.jsonl").read_text().splitlines()
+    metrics[1] = metrics[1].replace('"step": 1', '"step": 1, "extra": 0')
+    (cell / "metrics.jsonl").write_text("\n".join(metrics) + "\n")
+    summary = json.loads((cell / "summary.json").read_text())
+    (cell / "summary.json").write_text(json.dumps({**summary, "mean@8": summary["mean@8"] + 0.01, "wall_s": 1.0}))
+    found, _ = recheck.recheck([cell], scratch=tmp_path)
+    assert found == {"smoke/k1/math/seed=0": ["metrics.jsonl (line 2)", "summary.json (mean@8)"]}

@@ -34,6 +34,8 @@ BASELINE = "k1"
 # Keys of a resolved config that say where and how fast a cell ran, not what it computed.
 RUN_KEYS = ("results_dir", "threads", "progress", "eval.cache_dir", "seed")
 TASK_ORDER = ("math", "code", "dialogue")
+# Module versions shown to reproduce committed cells (`opdbench recheck --record`; see report/recheck.py).
+EQUIVALENT_CODE = Path(__file__).with_name("equivalent_code.jsonl")
 COLLAPSED_BELOW = 0.2  # of the first step's response length: a run that ends below it stopped answering
 
 
@@ -90,19 +92,22 @@ def _strip(config: dict) -> dict:
 
 
 def load_cells(root: Path, suite: str) -> list[Cell]:
-    cells = []
-    for summary_path in sorted(Path(root, suite).glob("*/*/seed=*/summary.json")):
-        folder = summary_path.parent
-        scores_path = folder / "scores.json"
-        if not scores_path.exists():
-            raise OpdbenchError(f"{folder} has no scores.json (an older opdbench wrote it): "
-                                f"rerun the cell, e.g. with `opdbench sweep suite={suite}`")
-        cells.append(Cell(folder, json.loads(summary_path.read_text()),
-                          yaml_load((folder / "config.yaml").read_text()),
-                          json.loads((folder / "provenance.json").read_text()),
-                          np.asarray(json.loads(scores_path.read_text())["scores"], dtype=float),
-                          response_len=_first_and_last(folder / "metrics.jsonl", "response_len")))
-    return cells
+    return [load_cell(summary.parent) for summary in sorted(Path(root, suite).glob("*/*/seed=*/summary.json"))]
+
+
+def load_cell(folder: Path) -> Cell:
+    """A complete cell's folder (it has summary.json)."""
+    if not (folder / "summary.json").exists():
+        raise OpdbenchError(f"{folder} is not a complete cell (no summary.json)")
+    scores_path = folder / "scores.json"
+    if not scores_path.exists():
+        raise OpdbenchError(f"{folder} has no scores.json (an older opdbench wrote it): rerun the cell, "
+                            f"e.g. with `opdbench sweep suite={folder.parent.parent.parent.name}`")
+    return Cell(folder, json.loads((folder / "summary.json").read_text()),
+                yaml_load((folder / "config.yaml").read_text()),
+                json.loads((folder / "provenance.json").read_text()),
+                np.asarray(json.loads(scores_path.read_text())["scores"], dtype=float),
+                response_len=_first_and_last(folder / "metrics.jsonl", "response_len"))
 
 
 def _first_and_last(metrics: Path, key: str, span: int = 16384) -> tuple[float, float] | None:
@@ -171,23 +176,51 @@ class Composed:
 
 class Today:
     """What a cell would be computed from if it ran now: the source of each opdbench module, the
-    zoo's checksums, the schema's defaults."""
+    zoo's checksums, the schema's defaults; and the module versions shown to compute the same
+    (`equivalent`: `opdbench recheck` lines, by module)."""
 
-    def __init__(self):
+    def __init__(self, equivalent: Path | None = None):
         self.code, self.sources, self.zoo = code_fingerprint(), source_hashes(), manifest().get("models", {})
         self.defaults = OmegaConf.to_container(OmegaConf.structured(Config))  # interpolations stay strings: never equal
-        self._same: dict[tuple[str, str], bool] = {}
+        self.equivalent: dict[str, list[dict]] = {}
+        equivalent = Path(equivalent or EQUIVALENT_CODE)
+        if equivalent.exists():
+            for line in equivalent.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    self.equivalent.setdefault(entry["module"], []).append(entry)
+        self._versions: dict[str, dict[str, str]] = {}
+        self._ran_today: dict[tuple[str, str], bool] = {}
 
     def changed_under(self, config: dict, provenance: dict, overrides: list[str], composed: "Composed") -> list[str]:
         """`changed`, against today's config for these Hydra overrides (seeds share a config: RUN_KEYS)."""
         return self.changed(config, provenance, composed([o for o in overrides if not o.startswith("seed=")]))
 
-    def same_statements(self, module: str, digest: str) -> bool:
-        """Whether the module's source a cell ran (`digest`, a sha256 of its bytes) differs from
-        today's only in comments, docstrings and layout, so that the cell ran what runs today."""
-        if (module, digest) not in self._same:
-            self._same[module, digest] = same_statements(PACKAGE_DIR / module, digest)
-        return self._same[module, digest]
+    def ran_today(self, module: str, digest: str) -> bool:
+        """Whether the module's version a cell ran (`digest`, a sha256 of its bytes) computes what
+        today's does: the same code but for comments, docstrings and layout (`versions`), or code
+        that `opdbench recheck` found to reproduce cells that ran it, itself the same as today's or,
+        in turn, so reproduced (a chain of lines in `equivalent`)."""
+        if (module, digest) not in self._ran_today:
+            self._ran_today[module, digest] = module in self.sources and self._reaches_today(module, digest)
+        return self._ran_today[module, digest]
+
+    def _reaches_today(self, module: str, digest: str) -> bool:
+        if self.sources[module] == digest:
+            return True
+        today = _code_digest((PACKAGE_DIR / module).read_text())
+        if module not in self._versions:  # today's file may be uncommitted, so not in git's history
+            self._versions[module] = {**versions(PACKAGE_DIR / module), self.sources[module]: today}
+        code = lambda version: self._versions[module].get(version, version)  # noqa: E731 -- unknown: by its bytes
+        seen, frontier = set(), [code(digest)]
+        while frontier:
+            version = frontier.pop()
+            if version == today:
+                return True
+            if version not in seen:
+                seen.add(version)
+                frontier += [code(line["today"]) for line in self.equivalent.get(module, ()) if code(line["ran"]) == version]
+        return False
 
     def changed(self, config: dict, provenance: dict, now: dict | None) -> list[str]:
         """What differs between a cell's inputs (its config.yaml and provenance.json) and today's,
@@ -201,8 +234,7 @@ class Today:
                 break
         recorded = provenance.get("code_modules")
         if recorded is not None:  # the modules the cell ran, each against its source now
-            modules = sorted(name for name, digest in recorded.items()
-                             if self.sources.get(name) != digest and not self.same_statements(name, digest))
+            modules = sorted(name for name, digest in recorded.items() if not self.ran_today(name, digest))
             if modules:
                 reasons.append(f"code ({' '.join(modules)})")
         elif provenance.get("code_sha256") != self.code:  # cells from before session 9: the whole package
@@ -222,31 +254,47 @@ def statements(source: str) -> str:
     return ast.dump(tree)
 
 
-def same_statements(path: Path, digest: str) -> bool:
-    """Whether a version of `path` in its git history has this sha256 and the same `statements` as
-    the file now. False where there is no such version (a cell run from uncommitted code, an
-    install without its git history): the cell is then stale, as its bytes say."""
+def _code_digest(source: str) -> str | None:
+    """sha256 of `statements` (None: it does not parse)."""
+    try:
+        return hashlib.sha256(statements(source).encode()).hexdigest()
+    except SyntaxError:
+        return None
+
+
+def versions(path: Path) -> dict[str, str]:
+    """Each version of `path` in its git history: the sha256 of its bytes -> the sha256 of its
+    `statements`. Empty where there is no history (an install without git)."""
     path = Path(path)
     def git(*args: str, stdin: str | None = None) -> bytes:
         return subprocess.run(["git", "-C", str(path.parent), *args], input=None if stdin is None else stdin.encode(),
                               capture_output=True, check=True).stdout
     try:
-        now = statements(path.read_text())
         log = git("log", "--all", "--format=", "--raw", "--no-abbrev", "--", path.name).decode().split()
         blobs = sorted({word for word in log if len(word) == 40 and word.strip("0")})  # each version's blob id
         batch = git("cat-file", "--batch", stdin="".join(f"{b}\n" for b in blobs))
-    except (OSError, subprocess.CalledProcessError, SyntaxError):
-        return False
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    found = {}
     for _ in blobs:  # "<id> blob <size>\n<content>\n", one per version
         header, _, batch = batch.partition(b"\n")
         size = int(header.split()[2])
         content, batch = batch[:size], batch[size + 1:]
-        if hashlib.sha256(content).hexdigest() == digest:
-            try:
-                return statements(content.decode()) == now
-            except SyntaxError:
-                return False
-    return False
+        code = _code_digest(content.decode(errors="replace"))
+        if code is not None:
+            found[hashlib.sha256(content).hexdigest()] = code
+    return found
+
+
+def same_statements(path: Path, digest: str) -> bool:
+    """Whether a version of `path` in its git history has this sha256 and the same `statements` as
+    the file now. False where there is no such version (a cell run from uncommitted code, an
+    install without its git history): the cell is then stale, as its bytes say."""
+    try:
+        now = _code_digest(Path(path).read_text())
+    except OSError:
+        return False
+    return now is not None and versions(path).get(digest) == now
 
 
 def mark_stale(cells: list[Cell], suite: str, suite_cells: dict[str, list[str]] | None) -> None:

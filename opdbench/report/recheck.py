@@ -1,0 +1,133 @@
+"""`opdbench recheck`: rerun committed cells with today's code and compare what they wrote.
+
+A cell is stale once a module it ran changes (`leaderboard.Today`), because most edits to those
+modules change what cells compute. Some are meant to change nothing: a clearer error, a cheaper
+import, a refactor. Rerunning every cell for those (the paper suite: ~11.5 h on 2 cores) would
+freeze the code; instead, rerun a few cells chosen to run the edited code. When each one writes
+what it wrote before (its config, metrics, scores and samples; the summary but for wall-clock
+fields), `--record` appends one line per edited module to `EQUIVALENT_CODE`: the digest the cells
+ran, today's digest, the cells rerun, the commit. The stale check then takes a cell whose module
+reaches today's version through those lines as having run today's code.
+
+What this cannot know is whether the chosen cells ran the edited lines: a change on a path that
+none of them takes (one method's loss, one task's scorer) passes unseen. Each line names its
+cells so that a reviewer can judge; choose at least one cell per method and task the edit can reach.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .. import results
+from ..conf import load_config
+from ..errors import OpdbenchError
+from ..evaluate import PACKAGE_DIR
+from ..sweep import yaml_load
+from .leaderboard import EQUIVALENT_CODE, Cell, Today, _planned, _strip, load_cell, suite_commands
+
+# Summary fields that say how long a run took and where it was written, not what it computed.
+NOT_COMPUTED = ("wall_s", "path", "cached_evals")
+
+
+def rerun(cell: Cell, scratch: Path) -> Path:
+    """Train the cell again, as its suite's command would now, into `scratch` with an empty
+    evaluation cache (so that every evaluation is computed by today's code), on the cell's thread
+    count (1 and 2 threads differ in the last bits)."""
+    from ..trainer import train
+
+    suite = cell.summary["suite"]
+    planned = _planned(cell)
+    overrides = (suite_commands(suite) or {}).get(planned.name) or planned.hydra_overrides(
+        suite, [f"budget={cell.summary['budget']}"])
+    cfg = load_config([*overrides, f"results_dir={scratch}", f"eval.cache_dir={scratch / 'eval_cache'}",
+                       f"threads={cell.config['threads']}", "progress=false"])
+    train(cfg)
+    return results.cell_dir(scratch, suite, cell.row, cell.summary["task"], cell.summary["seed"])
+
+
+def differences(before: Path, after: Path) -> list[str]:
+    """What differs between two folders of one cell, file by file (empty: the same run)."""
+    def text(folder: Path, name: str) -> bytes:
+        data = (folder / name).read_bytes()
+        return gzip.decompress(data) if name.endswith(".gz") else data  # gzip's header holds a time
+
+    found = []
+    for name in ("metrics.jsonl", "scores.json", "samples.jsonl.gz"):
+        if text(before, name) != text(after, name):
+            lines = zip(text(before, name).splitlines(), text(after, name).splitlines())
+            line = next((i for i, (a, b) in enumerate(lines, 1) if a != b), None)
+            found.append(f"{name}" + (f" (line {line})" if line else " (length)"))
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in (before, after)]
+    found += [f"summary.json ({key})" for key in sorted(set(summaries[0]) | set(summaries[1]))
+              if key not in NOT_COMPUTED and summaries[0].get(key) != summaries[1].get(key)]
+    if _strip(yaml_load((before / "config.yaml").read_text())) != _strip(yaml_load((after / "config.yaml").read_text())):
+        found.append("config.yaml")
+    return found
+
+
+def changed_modules(cell: Cell, today: Today) -> dict[str, str]:
+    """The modules the cell ran that differ from today's in code (name: the digest it ran)."""
+    return {name: digest for name, digest in cell.provenance.get("code_modules", {}).items()
+            if not today.ran_today(name, digest)}
+
+
+def uncommitted_sources() -> list[str]:
+    """opdbench modules that differ from git's HEAD (a recorded digest must name a committed version,
+    so that a later edit of its comments alone still finds it: `leaderboard.same_statements`)."""
+    try:
+        out = subprocess.run(["git", "-C", str(PACKAGE_DIR), "status", "--porcelain", "--", "."],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ["(no git checkout)"]
+    return [line[3:] for line in out.splitlines() if line.endswith(".py")]
+
+
+def record(cells: list[Cell], today: Today, path: Path | None = None) -> list[dict]:
+    """Append a line per (module, digest that cells ran) to `path`: today's version of the module
+    reproduced these cells. Returns the lines written."""
+    commit = subprocess.run(["git", "-C", str(PACKAGE_DIR), "rev-parse", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or None
+    by_version: dict[tuple[str, str], list[str]] = {}
+    for cell in cells:
+        for name, digest in changed_modules(cell, today).items():
+            by_version.setdefault((name, digest), []).append(_label(cell))
+    lines = [{"module": name, "ran": digest, "today": today.sources[name], "cells": sorted(labels),
+              "commit": commit, "date": datetime.date.today().isoformat()}
+             for (name, digest), labels in sorted(by_version.items()) if name in today.sources]
+    if lines:
+        with open(path or EQUIVALENT_CODE, "a") as f:
+            f.writelines(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+    return lines
+
+
+def _label(cell: Cell) -> str:
+    return f"{cell.summary['suite']}/{cell.row}/{cell.summary['task']}/seed={cell.summary['seed']}"
+
+
+def recheck(folders: list[Path], write: bool = False, registry: Path | None = None,
+            scratch: Path | None = None) -> tuple[dict[str, list[str]], list[dict]]:
+    """Rerun each cell folder and compare; with `write` and every cell the same, `record` into
+    `registry`. Returns the differences by cell and the lines recorded."""
+    if write and (dirty := uncommitted_sources()):
+        raise OpdbenchError(f"commit first: a recorded version must be in git ({', '.join(dirty[:3])} differ from HEAD)")
+    cells = [load_cell(Path(folder)) for folder in folders]
+    today = Today(registry)
+    if not any(changed_modules(cell, today) for cell in cells):
+        print("recheck: these cells ran today's code already (so this checks only that reruns repeat)", flush=True)
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="opdbench-recheck-", dir=scratch) as tmp:
+        for i, cell in enumerate(cells):
+            start = time.perf_counter()
+            again = rerun(cell, Path(tmp) / str(i))
+            found[_label(cell)] = differences(cell.path, again)
+            verdict = ", ".join(found[_label(cell)]) or "identical"
+            print(f"recheck {_label(cell)}: {verdict} ({time.perf_counter() - start:.0f} s)", flush=True)
+    same = not any(found.values())
+    lines = record(cells, today, registry) if write and same else []
+    return found, lines
