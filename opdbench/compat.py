@@ -77,9 +77,10 @@ def _check_rows(student_spec, student_tokenizer, student_model, teacher_spec, te
             raise OpdbenchError(f"vocabulary mismatch: {role} {spec!r} (with {other}) has {rows[role]} embedding "
                                 f"rows for the {tokens} tokens of its tokenizer: ids {rows[role]}..{tokens - 1} have "
                                 "no row to score; use the tokenizer saved with that model")
-        if rows[role] > tokens:  # padded to a multiple of 64/128 for fast matmuls: harmless, but say so
+        if rows[role] > tokens:  # padded to a multiple of 64/128 for fast matmuls: harmless once trained, but say so
             notes.append(f"note: {role} {spec!r} has {rows[role]} embedding rows for {tokens} tokens: "
-                         f"{rows[role] - tokens} padded rows, never sampled by the student's tokenizer")
+                         f"{rows[role] - tokens} padded rows that no token maps to (a trained model gives them "
+                         "almost no probability; nothing masks them out of sampling)")
     if rows["student"] != rows["teacher"]:
         raise OpdbenchError(f"vocabulary mismatch: student {student_spec!r} has {rows['student']} embedding rows, "
                             f"teacher {teacher_spec!r} has {rows['teacher']}: their per-token distributions are over "

@@ -29,13 +29,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+AUTOCAST = ("none", "bfloat16")  # train.autocast's values
+
+
 def autocast(precision: str, device: torch.device):
     """The forward passes' precision: `none` (the weights' own) or `bfloat16` under torch.autocast,
     where matmuls run in bf16 while the weights, gradients and optimizer state stay float32."""
     if precision == "none":
         return contextlib.nullcontext()
-    if precision != "bfloat16":
-        raise OpdbenchError(f"bad value: train.autocast={precision!r}; valid: none, bfloat16")
+    if precision not in AUTOCAST:
+        raise OpdbenchError(f"bad value: train.autocast={precision!r}; valid: {', '.join(AUTOCAST)}")
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 

@@ -93,8 +93,8 @@ class CellWriter:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _cells(root: str | Path):
-    for summary in sorted(Path(root).glob("*/*/*/seed=*/summary.json")):
+def _cells(root: str | Path, suite: str | None = None):
+    for summary in sorted(Path(root).glob(f"{suite or '*'}/*/*/seed=*/summary.json")):
         yield summary.parent, json.loads(summary.read_text())
 
 
@@ -107,11 +107,12 @@ def load(root: str | Path = "results/runs") -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def load_metrics(root: str | Path = "results/runs") -> "pd.DataFrame":
-    """One row per logged step of every complete cell, with the cell's keys and wall time joined."""
+def load_metrics(root: str | Path = "results/runs", suite: str | None = None) -> "pd.DataFrame":
+    """One row per logged step of every complete cell (of one suite, or all), with the cell's keys
+    and wall time joined."""
     import pandas as pd
     frames = []
-    for path, summary in _cells(root):
+    for path, summary in _cells(root, suite):
         metrics = pd.read_json(path / "metrics.jsonl", lines=True)
         timing_path = path / "timing.jsonl"
         if timing_path.exists():

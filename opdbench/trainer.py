@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import provenance, results
 from .chat import decode_responses, encode_prompt, encode_response, prefixed
-from .compat import check_compatible
+from .compat import check_compatible, embedding_rows
 from .errors import OpdbenchError
 from .evaluate import code_fingerprint, evaluate, memoized, modules_in_use, score_matrix
 from .feedback import KNOBS, Signals, advantages, needs_whole_batch, token_loss, token_weights
@@ -31,9 +31,9 @@ from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
 from .feedback.shaping import SHAPINGS
 from .feedback.support import StudentTokens
-from .placement import add_lora, autocast, enable_checkpointing, memory_estimate, resolve_device
+from .placement import AUTOCAST, add_lora, autocast, enable_checkpointing, memory_estimate, resolve_device
 from .policy import entropy, masked_mean, response_logits, token_logp
-from .rollout import BACKENDS, Rollout, Sampler, hf, pad_responses
+from .rollout import BACKENDS, Rollout, Sampler, hf, make_sampler, pad_responses
 from .stats import area_under_curve
 from .tasks import Task, make_task
 from .teachers import ENSEMBLES, NEEDS_FULL, TeacherScores, assign_teachers, combine, micro_batches, score, score_all
@@ -90,6 +90,7 @@ def validate(cfg: DictConfig) -> None:
         (0 < cfg.rollout.top_p <= 1, "rollout.top_p must be in (0, 1]"),
         (cfg.rollout.samples_per_prompt >= 1, "rollout.samples_per_prompt must be >= 1"),
         (cfg.rollout.dtype in DTYPES, f"rollout.dtype must be one of {', '.join(DTYPES)}"),
+        (cfg.train.autocast in AUTOCAST, f"train.autocast must be one of {', '.join(AUTOCAST)}"),
         (cfg.rollout.backend in BACKENDS, f"rollout.backend must be one of {', '.join(BACKENDS)}"),
         (1 <= cfg.eval.k <= cfg.eval.n, "eval.k must be between 1 and eval.n"),
         (cfg.eval.every >= 1, "eval.every must be >= 1"),
@@ -123,6 +124,16 @@ def _check_params(knob: str, name: str, fn, params) -> None:
     if unknown:
         raise OpdbenchError(f"bad value: {knob} {name!r} has no parameter {', '.join(unknown)}; "
                             f"valid: {', '.join(accepted) or '(none)'}")
+
+
+def uses_reference(m: DictConfig) -> bool:
+    """ExOPD's scaling and a KL penalty to the reference both read a frozen reference model."""
+    return m.scaling == "exopd" or m.kl_to_reference
+
+
+def reads_teacher_base(m: DictConfig) -> bool:
+    """Whether that reference is models.teacher_base (else the student's initial weights)."""
+    return uses_reference(m) and m.reference == "teacher_base"
 
 
 def prepare(cfg: DictConfig) -> Run:
@@ -162,7 +173,7 @@ def prepare(cfg: DictConfig) -> Run:
         check_compatible(student_spec, tokenizer, student, spec, load_tokenizer(spec), teacher,
                          allow_template_mismatch=cfg.models.allow_template_mismatch)
     reference = None
-    if m.scaling == "exopd" or m.kl_to_reference:
+    if uses_reference(m):
         reference = (copy.deepcopy(student).eval() if m.reference == "student_init"
                      else load_model(cfg.models.teacher_base).to(teacher_device)).requires_grad_(False)
     value_head = None
@@ -170,7 +181,7 @@ def prepare(cfg: DictConfig) -> Run:
         value_head = torch.nn.Linear(hidden_size(student), 1).to(device)
         torch.nn.init.zeros_(value_head.weight), torch.nn.init.zeros_(value_head.bias)
     rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
-    sampler = BACKENDS.get(cfg.rollout.backend)(cfg.rollout, student_spec, cfg.rollout.dtype)
+    sampler = make_sampler(cfg.rollout.backend, model_spec=student_spec, **cfg.rollout)  # rollout.dtype among them
     cell = results.cell_dir(cfg.results_dir, cfg.suite, results.method_dir(m.name, cfg.variant), cfg.task.name, cfg.seed)
     return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell,
                student_spec, teacher_specs, device, sampler)
@@ -182,7 +193,7 @@ def memory_line(run: Run) -> str:
     extra = [m for m in (run.reference, run.value_head, run.rollout_model) if m is not None and m is not run.student]
     _, line = memory_estimate(run.student, run.teachers, micro_batch=run.cfg.train.micro_batch,
                               max_tokens=max(map(len, prompts)) + run.task.max_new_tokens,
-                              vocab=len(run.tokenizer), extra_models=extra)
+                              vocab=embedding_rows(run.student), extra_models=extra)  # padded rows too
     return line
 
 
@@ -543,7 +554,8 @@ def train(cfg: DictConfig) -> dict:
         }
         results.write_json(cell.path("provenance.json"), provenance.collect(  # last: every module is imported by now
             config_hash=hashlib.sha256(config_yaml.encode()).hexdigest(), code_hash=code_fingerprint(),
-            code_modules=modules_in_use(), models=[cfg.models.student, *(cfg.method.teachers or cfg.models.teachers)]))
+            code_modules=modules_in_use(), models=[cfg.models.student, *(cfg.method.teachers or cfg.models.teachers),
+                                                   *([cfg.models.teacher_base] if reads_teacher_base(cfg.method) else [])]))
         cell.finish(summary)
     return summary
 

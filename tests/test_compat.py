@@ -79,8 +79,9 @@ def test_padded_rows_pass_with_a_note(zoo, capsys, kind):
     assert embedding_rows(student) == embedding_rows(teacher) == 192
     capsys.readouterr()
     notes = check_compatible(STUDENT, tokenizer, student, TEACHER, zoo[2], teacher)
-    assert notes == [f"note: {role} '{spec}' has 192 embedding rows for 151 tokens: 41 padded rows, never sampled "
-                     "by the student's tokenizer" for role, spec in (("student", STUDENT), ("teacher", TEACHER))]
+    assert notes == [f"note: {role} '{spec}' has 192 embedding rows for 151 tokens: 41 padded rows that no token "
+                     "maps to (a trained model gives them almost no probability; nothing masks them out of sampling)"
+                     for role, spec in (("student", STUDENT), ("teacher", TEACHER))]
     assert capsys.readouterr().err.splitlines() == notes
 
 

@@ -89,6 +89,8 @@ def test_bf16_autocast_runs_the_learner_in_bf16_and_keeps_fp32_weights():
     assert all(p.dtype == torch.float32 for p in run.student.parameters())
     with pytest.raises(OpdbenchError, match="train.autocast='fp8'"):
         placement.autocast("fp8", torch.device("cpu"))
+    with pytest.raises(OpdbenchError, match="train.autocast must be one of none, bfloat16"):
+        trainer.validate(load_config([*SMOKE, "train.autocast=fp8"]))  # before any model loads
 
 
 def test_memory_estimate_counts_weights_optimizer_and_logits():

@@ -264,3 +264,9 @@ def test_recheck_reruns_a_cell_and_names_what_came_out_differently(smoke_suite, 
     (cell / "summary.json").write_text(json.dumps({**summary, "mean@8": summary["mean@8"] + 0.01, "wall_s": 1.0}))
     found, _ = recheck.recheck([cell], scratch=tmp_path)
     assert found == {"smoke/k1/math/seed=0": ["metrics.jsonl (line 2)", "summary.json (mean@8)"]}
+
+
+def test_recheck_records_only_committed_code(monkeypatch, tmp_path):
+    monkeypatch.setattr(recheck, "uncommitted_sources", lambda: ["trainer.py"])
+    with pytest.raises(OpdbenchError, match=r"commit first: .*trainer.py"):
+        recheck.recheck([tmp_path], write=True)  # before any rerun

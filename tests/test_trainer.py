@@ -92,6 +92,22 @@ def test_train_writes_a_complete_deterministic_cell(tmp_path, tiny_checkpoint):
     assert df[["method", "task", "seed"]].values.tolist() == [["k1", "math", 3]]
     curves = results.load_metrics(tmp_path / "a" / "runs")
     assert len(curves) == 3 and "wall_s" in curves.columns
+    assert results.load_metrics(tmp_path / "a" / "runs", "default").equals(curves)
+    assert results.load_metrics(tmp_path / "a" / "runs", "another").empty
+
+
+def test_provenance_names_every_checkpoint_the_run_loaded(tmp_path):
+    """The teacher base too where the method reads it, so a new one marks those cells stale."""
+    models = {}
+    for method in ("exopd_base_ref", "exopd"):
+        cfg = load_config([f"method={method}", "budget=smoke", "progress=false", f"results_dir={tmp_path}",
+                           "eval.teacher_reference=false"])
+        train(cfg)
+        cell = results.cell_dir(tmp_path, "default", method, cfg.task.name, 0)
+        models[method] = json.loads((cell / "provenance.json").read_text())["models"]
+    assert list(models["exopd_base_ref"]) == ["zoo:student", "zoo:teacher", "zoo:teacher-base"]
+    assert models["exopd_base_ref"]["zoo:teacher-base"]["model.safetensors"]  # its checksums, as the others'
+    assert list(models["exopd"]) == ["zoo:student", "zoo:teacher"]  # its reference is the student's start
 
 
 def test_distilling_a_model_into_itself_changes_nothing(tmp_path, tiny_checkpoint):

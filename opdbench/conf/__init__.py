@@ -40,16 +40,15 @@ def _register() -> None:
     costs ~0.5 s, so it is redone only when a file was added, removed or edited since the last call
     (a leaderboard composes one config per method and task)."""
     global _registered
-    files = [*baseline_files().values(), *task_files().values()]
-    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    groups = {"method": baseline_files(), "task": task_files()}
+    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for files in groups.values() for p in files.values())
     if key == _registered:
         return
     store = ConfigStore.instance()
     store.store(name="schema", node=Config)
-    for name, path in baseline_files().items():
-        store.store(group="method", name=name, node=OmegaConf.load(path))
-    for name, path in task_files().items():
-        store.store(group="task", name=name, node=OmegaConf.load(path))
+    for group, files in groups.items():
+        for name, path in files.items():
+            store.store(group=group, name=name, node=OmegaConf.load(path))
     _registered = key
 
 

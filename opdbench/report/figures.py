@@ -79,7 +79,7 @@ def _save(fig, path: Path) -> list[Path]:
 
 
 def _frame(root: Path, suite: str):
-    frame = results.load_metrics(root)
+    frame = results.load_metrics(root, suite)
     if frame.empty or suite not in set(frame["suite"]):
         raise OpdbenchError(f"no complete cells under {root / suite}: run `opdbench sweep suite={suite}` first")
     frame = frame[frame["suite"] == suite].copy()
