@@ -22,7 +22,7 @@ Each check runs on its own and records its own error, so one broken check does n
    tokenizer, so the math task's prompts are the tiny tier's), bf16 teacher and bf16 autocast, timed
    by `opdbench.bench` with a clock that synchronises CUDA, so each phase's seconds are its own:
    seconds a step, rollout tokens/s, peak GPU memory; full fine-tuning, then gradient checkpointing,
-   then LoRA (r=16). A random model rarely samples EOS, so every response runs to the token limit.
+   then LoRA (r=16), sampling from a merged copy (the default) and from the adapted model. A random model rarely samples EOS, so every response runs to the token limit.
 3. `vllm`: whether vLLM imports (expected: not installed there) and, if it does, the rollout
    backends' contract tests on it.
 
@@ -177,7 +177,8 @@ def main() -> None:
         "tiny_cuda": lambda: tiny_cuda(scratch, device, budget, args.seeds, args.rerun),
         "real_full": lambda: real([]),
         "real_checkpointing": lambda: real(["train.gradient_checkpointing=true"]),
-        "real_lora": lambda: real(["student.lora.r=16"]),
+        "real_lora": lambda: real(["student.lora.r=16"]),  # sampling from a merged copy (the default)
+        "real_lora_unmerged": lambda: real(["student.lora.r=16", "student.lora.merged_rollout=false"]),
         "vllm": vllm_check,
     }
     report = {}

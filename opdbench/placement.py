@@ -6,6 +6,7 @@ full fine-tuning); the real tier (DESIGN.md, "Real tier") turns each on from the
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 
@@ -59,6 +60,30 @@ def add_lora(model, lora) -> torch.nn.Module:
     config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=list(lora.target_modules) or linear_layers(model))
     return peft.get_peft_model(model, config)
+
+
+def merged_copy(adapted) -> torch.nn.Module:
+    """A plain copy of a peft-adapted model with its adapters merged into the weights (`copy_weights`
+    refreshes it): the same function without the adapters' extra matmuls, for sampling; in
+    opdbench's own Llama where it covers the architecture (the tiny tier's fast path)."""
+    from .llama import Llama
+
+    plain = copy.deepcopy(adapted).merge_and_unload()
+    return Llama.from_hf(plain) or plain
+
+
+def copy_weights(copy_of_student, student) -> None:
+    """Give a copy of the student (in another dtype, or `merged_copy`) the student's current weights."""
+    if not hasattr(student, "peft_config"):
+        copy_of_student.load_state_dict(student.state_dict())  # cast to the copy's dtype
+        return
+    from peft.tuners.lora import LoraLayer
+
+    with torch.no_grad():  # only the adapted layers change: the rest of a LoRA student is frozen
+        for name, layer in student.get_base_model().named_modules():
+            if isinstance(layer, LoraLayer):
+                merged = layer.get_base_layer().weight + sum(layer.get_delta_weight(a) for a in layer.active_adapters)
+                copy_of_student.get_submodule(name).weight.copy_(merged)
 
 
 def enable_checkpointing(model) -> None:

@@ -31,7 +31,8 @@ from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
 from .feedback.shaping import SHAPINGS
 from .feedback.support import StudentTokens
-from .placement import AUTOCAST, add_lora, autocast, enable_checkpointing, memory_estimate, resolve_device
+from .placement import (AUTOCAST, add_lora, autocast, copy_weights, enable_checkpointing, memory_estimate, merged_copy,
+                        resolve_device)
 from .policy import entropy, masked_mean, response_logits, token_logp
 from .rollout import BACKENDS, Rollout, Sampler, hf, make_sampler, pad_responses
 from .stats import area_under_curve
@@ -48,7 +49,7 @@ class Run:
     task: Task
     tokenizer: object
     student: torch.nn.Module  # the learner, fp32 (for a reference row: the model being scored)
-    rollout_model: torch.nn.Module  # the student itself, or a copy in `rollout.dtype`
+    rollout_model: torch.nn.Module  # the student itself, or a copy in `rollout.dtype` (LoRA: adapters merged)
     teachers: list[torch.nn.Module]  # small → large
     reference: torch.nn.Module | None  # pi_ref (ExOPD, KL-to-reference), frozen
     value_head: torch.nn.Module | None  # V(s_t) for GAE-OPD
@@ -180,7 +181,10 @@ def prepare(cfg: DictConfig) -> Run:
     if m.credit == "gae":  # a scalar linear head on the (detached) last hidden state, starting at V = 0
         value_head = torch.nn.Linear(hidden_size(student), 1).to(device)
         torch.nn.init.zeros_(value_head.weight), torch.nn.init.zeros_(value_head.bias)
-    rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
+    if cfg.student.lora.r > 0 and cfg.student.lora.merged_rollout:
+        rollout_model = merged_copy(student).to(DTYPES[cfg.rollout.dtype])
+    else:
+        rollout_model = student if cfg.rollout.dtype == "float32" else copy.deepcopy(student).to(DTYPES[cfg.rollout.dtype])
     sampler = make_sampler(cfg.rollout.backend, model_spec=student_spec, **cfg.rollout)  # rollout.dtype among them
     cell = results.cell_dir(cfg.results_dir, cfg.suite, results.method_dir(m.name, cfg.variant), cfg.task.name, cfg.seed)
     return Run(cfg, task, tokenizer, student, rollout_model, teachers, reference, value_head, cell,
@@ -215,8 +219,8 @@ def rollout(run: Run, model, prompt_ids: list[list[int]], group: list[int], gene
     cfg = run.cfg
     sampler = run.sampler if model is run.rollout_model else HF_SAMPLER
     if model is run.rollout_model:
-        if model is not run.student:  # same weights, other dtype: copy and cast
-            model.load_state_dict(run.student.state_dict())
+        if model is not run.student:  # a copy in another dtype, or with LoRA's adapters merged
+            copy_weights(model, run.student)
         sampler.sync(model)
     repeats = cfg.rollout.samples_per_prompt
     batch = sampler.sample(model, [p for p in prompt_ids for _ in range(repeats)],

@@ -101,3 +101,21 @@ def test_memory_estimate_counts_weights_optimizer_and_logits():
     assert "(2 x 3 tokens x 5" in line and "100% trainable" in line
     run = trainer.prepare(load_config([*SMOKE, "student.lora.r=4"]))
     assert "memory estimate" in trainer.memory_line(run) and "% trainable" in trainer.memory_line(run)
+
+
+def test_a_lora_student_samples_from_a_merged_copy_that_follows_its_adapters():
+    from opdbench.chat import encode_prompt
+    from opdbench.policy import response_logits
+
+    run = trainer.prepare(load_config([*SMOKE, "student.lora.r=4"]))
+    assert run.rollout_model is not run.student and not hasattr(run.rollout_model, "peft_config")
+    _step(run)  # the adapters move off zero
+    assert any(p.abs().sum() > 0 for n, p in run.student.named_parameters() if "lora_B" in n)
+    prompts = [encode_prompt(run.tokenizer, ex.prompt) for ex in run.task.examples("train")[:4]]
+    batch = trainer.rollout(run, run.rollout_model, prompts, [0, 1, 2, 3], torch.Generator().manual_seed(0))
+    real = batch.response_mask_B_R.bool()  # (past a row's end, each implementation pads in its own way)
+    with torch.no_grad():  # the rollout refreshed the copy first: it computes what the adapted student does
+        torch.testing.assert_close(response_logits(run.rollout_model, batch)[real],
+                                   response_logits(run.student, batch)[real], rtol=1e-5, atol=1e-5)
+    unmerged = trainer.prepare(load_config([*SMOKE, "student.lora.r=4", "student.lora.merged_rollout=false"]))
+    assert unmerged.rollout_model is unmerged.student

@@ -79,6 +79,11 @@ class LoraConfig:
     alpha: float = 16.0
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=list)  # [] = every linear layer but the LM head
+    # Sample from a plain copy of the student with the adapters merged into its weights, refreshed
+    # before each rollout: decoding runs no adapter ops (tiny tier, one CPU thread: rollout 0.18 s
+    # against 0.31 s; on an H200 the adapted model decoded at half full fine-tuning's tokens/s), for
+    # one more copy of the student in rollout.dtype. false: sample the adapted model itself.
+    merged_rollout: bool = True
 
 
 @dataclass
