@@ -255,6 +255,9 @@ def test_recheck_reruns_a_cell_and_names_what_came_out_differently(smoke_suite, 
     root = tmp_path / "runs"
     shutil.copytree(smoke_suite / "smoke/k1", root / "smoke/k1")
     cell = results.cell_dir(root, "smoke", "k1", "math", 0)
+    older = OmegaConf.to_container(OmegaConf.load(cell / "config.yaml"))
+    del older["student"]["lora"]["merged_rollout"]  # as a cell run before the knob existed (at its default now)
+    (cell / "config.yaml").write_text(OmegaConf.to_yaml(older))
     found, lines = recheck.recheck([cell], scratch=tmp_path)
     assert found == {"smoke/k1/math/seed=0": []} and lines == []  # the same code: the same bytes
     metrics = (cell / "metrics.jsonl").read_text().splitlines()
@@ -262,8 +265,9 @@ def test_recheck_reruns_a_cell_and_names_what_came_out_differently(smoke_suite, 
     (cell / "metrics.jsonl").write_text("\n".join(metrics) + "\n")
     summary = json.loads((cell / "summary.json").read_text())
     (cell / "summary.json").write_text(json.dumps({**summary, "mean@8": summary["mean@8"] + 0.01, "wall_s": 1.0}))
+    (cell / "config.yaml").write_text((cell / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.002"))
     found, _ = recheck.recheck([cell], scratch=tmp_path)
-    assert found == {"smoke/k1/math/seed=0": ["metrics.jsonl (line 2)", "summary.json (mean@8)"]}
+    assert found == {"smoke/k1/math/seed=0": ["metrics.jsonl (line 2)", "summary.json (mean@8)", "config.yaml"]}
 
 
 def test_recheck_records_only_committed_code(monkeypatch, tmp_path):

@@ -29,7 +29,7 @@ from ..conf import load_config
 from ..errors import OpdbenchError
 from ..evaluate import PACKAGE_DIR
 from ..sweep import yaml_load
-from .leaderboard import EQUIVALENT_CODE, Cell, Today, _planned, _strip, load_cell, suite_commands
+from .leaderboard import EQUIVALENT_CODE, Cell, Today, _planned, _strip, _with_new_defaults, load_cell, suite_commands
 
 # Summary fields that say how long a run took and where it was written, not what it computed.
 NOT_COMPUTED = ("wall_s", "path", "cached_evals")
@@ -51,8 +51,10 @@ def rerun(cell: Cell, scratch: Path) -> Path:
     return results.cell_dir(scratch, suite, cell.row, cell.summary["task"], cell.summary["seed"])
 
 
-def differences(before: Path, after: Path) -> list[str]:
-    """What differs between two folders of one cell, file by file (empty: the same run)."""
+def differences(before: Path, after: Path, defaults: dict | None = None) -> list[str]:
+    """What differs between two folders of one cell, file by file (empty: the same run). A config
+    key added to the schema since `before` ran, at its default in `after`, is no difference (the
+    schema's `defaults`, as the stale check takes them)."""
     def text(folder: Path, name: str) -> bytes:
         data = (folder / name).read_bytes()
         return gzip.decompress(data) if name.endswith(".gz") else data  # gzip's header holds a time
@@ -66,7 +68,8 @@ def differences(before: Path, after: Path) -> list[str]:
     summaries = [json.loads((folder / "summary.json").read_text()) for folder in (before, after)]
     found += [f"summary.json ({key})" for key in sorted(set(summaries[0]) | set(summaries[1]))
               if key not in NOT_COMPUTED and summaries[0].get(key) != summaries[1].get(key)]
-    if _strip(yaml_load((before / "config.yaml").read_text())) != _strip(yaml_load((after / "config.yaml").read_text())):
+    then, now = (_strip(yaml_load((folder / "config.yaml").read_text())) for folder in (before, after))
+    if _with_new_defaults(then, now, defaults or {}) != now:
         found.append("config.yaml")
     return found
 
@@ -125,7 +128,7 @@ def recheck(folders: list[Path], write: bool = False, registry: Path | None = No
         for i, cell in enumerate(cells):
             start = time.perf_counter()
             again = rerun(cell, Path(tmp) / str(i))
-            found[_label(cell)] = differences(cell.path, again)
+            found[_label(cell)] = differences(cell.path, again, today.defaults)
             verdict = ", ".join(found[_label(cell)]) or "identical"
             print(f"recheck {_label(cell)}: {verdict} ({time.perf_counter() - start:.0f} s)", flush=True)
     same = not any(found.values())
