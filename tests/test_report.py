@@ -264,7 +264,8 @@ def test_recheck_reruns_a_cell_and_names_what_came_out_differently(smoke_suite, 
     metrics[1] = metrics[1].replace('"step": 1', '"step": 1, "extra": 0')
     (cell / "metrics.jsonl").write_text("\n".join(metrics) + "\n")
     summary = json.loads((cell / "summary.json").read_text())
-    (cell / "summary.json").write_text(json.dumps({**summary, "mean@8": summary["mean@8"] + 0.01, "wall_s": 1.0}))
+    (cell / "summary.json").write_text(json.dumps({**summary, "mean@8": summary["mean@8"] + 0.01, "wall_s": 1.0,
+                                                   "reused_from": "other/k1/math/seed=0"}))  # copied in: no difference
     (cell / "config.yaml").write_text((cell / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.002"))
     found, _ = recheck.recheck([cell], scratch=tmp_path)
     assert found == {"smoke/k1/math/seed=0": ["metrics.jsonl (line 2)", "summary.json (mean@8)", "config.yaml"]}

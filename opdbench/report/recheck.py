@@ -31,8 +31,8 @@ from ..evaluate import PACKAGE_DIR
 from ..sweep import yaml_load
 from .leaderboard import EQUIVALENT_CODE, Cell, Today, _planned, _strip, _with_new_defaults, load_cell, suite_commands
 
-# Summary fields that say how long a run took and where it was written, not what it computed.
-NOT_COMPUTED = ("wall_s", "path", "cached_evals")
+# Summary fields that say how long a run took and where it was written (or copied from), not what it computed.
+NOT_COMPUTED = ("wall_s", "path", "cached_evals", "reused_from")
 
 
 def rerun(cell: Cell, scratch: Path) -> Path:
