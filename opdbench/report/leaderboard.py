@@ -189,7 +189,8 @@ class Today:
                 if line.strip():
                     entry = json.loads(line)
                     self.equivalent.setdefault(entry["module"], []).append(entry)
-        self._versions: dict[str, dict[str, str]] = {}
+        self._versions: dict[str, dict[str, bytes]] = {}  # module -> its versions in git, and today's
+        self._codes: dict[tuple[str, str], str] = {}
         self._ran_today: dict[tuple[str, str], bool] = {}
 
     def changed_under(self, config: dict, provenance: dict, overrides: list[str], composed: "Composed") -> list[str]:
@@ -208,19 +209,28 @@ class Today:
     def _reaches_today(self, module: str, digest: str) -> bool:
         if self.sources[module] == digest:
             return True
-        today = _code_digest((PACKAGE_DIR / module).read_text())
-        if module not in self._versions:  # today's file may be uncommitted, so not in git's history
-            self._versions[module] = {**versions(PACKAGE_DIR / module), self.sources[module]: today}
-        code = lambda version: self._versions[module].get(version, version)  # noqa: E731 -- unknown: by its bytes
-        seen, frontier = set(), [code(digest)]
+        if module not in self._versions:  # and today's file, which may be uncommitted (not in git's history)
+            self._versions[module] = {**versions(PACKAGE_DIR / module),
+                                      self.sources[module]: (PACKAGE_DIR / module).read_bytes()}
+        today = self._code(module, self.sources[module])
+        seen, frontier = set(), [self._code(module, digest)]
         while frontier:
             version = frontier.pop()
             if version == today:
                 return True
             if version not in seen:
                 seen.add(version)
-                frontier += [code(line["today"]) for line in self.equivalent.get(module, ()) if code(line["ran"]) == version]
+                frontier += [self._code(module, line["today"]) for line in self.equivalent.get(module, ())
+                             if self._code(module, line["ran"]) == version]
         return False
+
+    def _code(self, module: str, digest: str) -> str:
+        """The sha256 of the `statements` of the module's version with this digest (its bytes'
+        sha256); the digest itself where git has no such version, or it does not parse."""
+        if (module, digest) not in self._codes:
+            source = self._versions[module].get(digest)
+            self._codes[module, digest] = (source is not None and _code_digest(source.decode(errors="replace"))) or digest
+        return self._codes[module, digest]
 
     def changed(self, config: dict, provenance: dict, now: dict | None) -> list[str]:
         """What differs between a cell's inputs (its config.yaml and provenance.json) and today's,
@@ -262,9 +272,9 @@ def _code_digest(source: str) -> str | None:
         return None
 
 
-def versions(path: Path) -> dict[str, str]:
-    """Each version of `path` in its git history: the sha256 of its bytes -> the sha256 of its
-    `statements`. Empty where there is no history (an install without git)."""
+def versions(path: Path) -> dict[str, bytes]:
+    """Each version of `path` in its git history, by the sha256 of its bytes. Empty where there is
+    no history (an install without git)."""
     path = Path(path)
     def git(*args: str, stdin: str | None = None) -> bytes:
         return subprocess.run(["git", "-C", str(path.parent), *args], input=None if stdin is None else stdin.encode(),
@@ -280,9 +290,7 @@ def versions(path: Path) -> dict[str, str]:
         header, _, batch = batch.partition(b"\n")
         size = int(header.split()[2])
         content, batch = batch[:size], batch[size + 1:]
-        code = _code_digest(content.decode(errors="replace"))
-        if code is not None:
-            found[hashlib.sha256(content).hexdigest()] = code
+        found[hashlib.sha256(content).hexdigest()] = content
     return found
 
 
@@ -294,7 +302,8 @@ def same_statements(path: Path, digest: str) -> bool:
         now = _code_digest(Path(path).read_text())
     except OSError:
         return False
-    return now is not None and versions(path).get(digest) == now
+    then = versions(path).get(digest)
+    return now is not None and then is not None and _code_digest(then.decode(errors="replace")) == now
 
 
 def mark_stale(cells: list[Cell], suite: str, suite_cells: dict[str, list[str]] | None) -> None:
