@@ -216,7 +216,7 @@ def cmd_figures(args) -> None:
 def cmd_recheck(args) -> None:
     from .report.recheck import recheck
 
-    found, lines = recheck(args.cells, write=args.record)
+    found, lines = recheck(args.cells, write=args.record, jobs=args.jobs)
     if any(found.values()):
         raise OpdbenchError(f"{sum(map(bool, found.values()))} of {len(found)} cells came out differently: "
                             "today's code computes something else, so their suites need rerunning")
@@ -438,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("cells", nargs="+", type=Path, help="cell folders, e.g. results/runs/core/k1/math/seed=0")
     p.add_argument("--record", action="store_true",
                    help="append today's module versions to opdbench/report/equivalent_code.jsonl (needs committed code)")
+    p.add_argument("--jobs", type=_at_least(int, 1), default=1,
+                   help="cells rerun at once, each in its own process (default 1; a cell's threads are its own)")
     p.set_defaults(func=cmd_recheck)
     p = sub.add_parser("bench", help="seconds per training step of each method, relative to k1")
     p.add_argument("methods", nargs="*", help="baselines to time (default: every training method)")

@@ -267,8 +267,10 @@ def test_recheck_reruns_a_cell_and_names_what_came_out_differently(smoke_suite, 
     (cell / "summary.json").write_text(json.dumps({**summary, "mean@8": summary["mean@8"] + 0.01, "wall_s": 1.0,
                                                    "reused_from": "other/k1/math/seed=0"}))  # copied in: no difference
     (cell / "config.yaml").write_text((cell / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.002"))
-    found, _ = recheck.recheck([cell], scratch=tmp_path)
-    assert found == {"smoke/k1/math/seed=0": ["metrics.jsonl (line 2)", "summary.json (mean@8)", "config.yaml"]}
+    untouched = results.cell_dir(root, "smoke", "k1", "math", 1)
+    found, _ = recheck.recheck([cell, untouched], scratch=tmp_path, jobs=2)  # each in its own process
+    assert found == {"smoke/k1/math/seed=0": ["metrics.jsonl (line 2)", "summary.json (mean@8)", "config.yaml"],
+                     "smoke/k1/math/seed=1": []}
 
 
 def test_recheck_records_only_committed_code(monkeypatch, tmp_path):

@@ -16,12 +16,15 @@ cells so that a reviewer can judge; choose at least one cell per method and task
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gzip
 import json
+import multiprocessing
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from .. import results
@@ -113,10 +116,18 @@ def _label(cell: Cell) -> str:
     return f"{cell.summary['suite']}/{cell.row}/{cell.summary['task']}/seed={cell.summary['seed']}"
 
 
+def _rerun_and_compare(folder: Path, scratch: Path, defaults: dict) -> tuple[list[str], float]:
+    """One cell's differences and the seconds its rerun took (run in a worker process with --jobs)."""
+    start = time.perf_counter()
+    cell = load_cell(folder)
+    return differences(folder, rerun(cell, scratch), defaults), time.perf_counter() - start
+
+
 def recheck(folders: list[Path], write: bool = False, registry: Path | None = None,
-            scratch: Path | None = None) -> tuple[dict[str, list[str]], list[dict]]:
-    """Rerun each cell folder and compare; with `write` and every cell the same, `record` into
-    `registry`. Returns the differences by cell and the lines recorded."""
+            scratch: Path | None = None, jobs: int = 1) -> tuple[dict[str, list[str]], list[dict]]:
+    """Rerun each cell folder (`jobs` at a time, each in its own process and on its own thread
+    count) and compare; with `write` and every cell the same, `record` into `registry`. Returns
+    the differences by cell and the lines recorded."""
     if write and (dirty := uncommitted_sources()):
         raise OpdbenchError(f"commit first: a recorded version must be in git ({', '.join(dirty[:3])} differ from HEAD)")
     cells = [load_cell(Path(folder)) for folder in folders]
@@ -124,13 +135,18 @@ def recheck(folders: list[Path], write: bool = False, registry: Path | None = No
     if not any(changed_modules(cell, today) for cell in cells):
         print("recheck: these cells ran today's code already (so this checks only that reruns repeat)", flush=True)
     found = {}
-    with tempfile.TemporaryDirectory(prefix="opdbench-recheck-", dir=scratch) as tmp:
-        for i, cell in enumerate(cells):
-            start = time.perf_counter()
-            again = rerun(cell, Path(tmp) / str(i))
-            found[_label(cell)] = differences(cell.path, again, today.defaults)
-            verdict = ", ".join(found[_label(cell)]) or "identical"
-            print(f"recheck {_label(cell)}: {verdict} ({time.perf_counter() - start:.0f} s)", flush=True)
+    # Workers are spawned, not forked: a forked torch (its thread pools) can hang.
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
+    with tempfile.TemporaryDirectory(prefix="opdbench-recheck-", dir=scratch) as tmp, pool or contextlib.nullcontext():
+        work = [(cell.path, Path(tmp) / str(i), today.defaults) for i, cell in enumerate(cells)]
+        if pool:
+            futures = {pool.submit(_rerun_and_compare, *args): cell for cell, args in zip(cells, work)}
+            done = ((futures[future], future.result()) for future in as_completed(futures))
+        else:  # a generator: each cell reruns as the loop below reaches it, so progress shows as it goes
+            done = ((cell, _rerun_and_compare(*args)) for cell, args in zip(cells, work))
+        for cell, (differs, seconds) in done:
+            found[_label(cell)] = differs
+            print(f"recheck {_label(cell)}: {', '.join(differs) or 'identical'} ({seconds:.0f} s)", flush=True)
     same = not any(found.values())
     lines = record(cells, today, registry) if write and same else []
     return found, lines
