@@ -22,7 +22,8 @@ Each check runs on its own and records its own error, so one broken check does n
    tokenizer, so the math task's prompts are the tiny tier's), bf16 teacher and bf16 autocast, timed
    by `opdbench.bench` with a clock that synchronises CUDA, so each phase's seconds are its own:
    seconds a step, rollout tokens/s, peak GPU memory; full fine-tuning, then gradient checkpointing,
-   then LoRA (r=16), sampling from a merged copy (the default) and from the adapted model. A random model rarely samples EOS, so every response runs to the token limit.
+   then LoRA (r=16), sampling from a merged copy (the default) and from the adapted model. A random
+   model rarely samples EOS, so every response runs to the token limit.
 3. `vllm`: whether vLLM imports (expected: not installed there) and, if it does, the rollout
    backends' contract tests on it.
 
