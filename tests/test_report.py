@@ -277,3 +277,18 @@ def test_recheck_records_only_committed_code(monkeypatch, tmp_path):
     monkeypatch.setattr(recheck, "uncommitted_sources", lambda: ["trainer.py"])
     with pytest.raises(OpdbenchError, match=r"commit first: .*trainer.py"):
         recheck.recheck([tmp_path], write=True)  # before any rerun
+
+
+def test_every_recorded_equivalence_names_committed_code_and_cells_that_ran_it():
+    """The committed lines of `opdbench recheck --record` are evidence: each names a version git has,
+    and cells under results/runs that ran the version the line says (no line written by hand)."""
+    runs = Path(__file__).resolve().parent.parent / "results" / "runs"
+    lines = [json.loads(line) for line in leaderboard.EQUIVALENT_CODE.read_text().splitlines() if line.strip()]
+    assert lines, "the committed recheck lines are missing"
+    for line in lines:
+        history = leaderboard.versions(leaderboard.PACKAGE_DIR / line["module"])
+        assert line["today"] in history, f"{line['module']} {line['today'][:12]} is not a committed version"
+        assert line["cells"] and len(line["commit"]) == 40
+        for name in line["cells"]:
+            provenance = json.loads((runs / name / "provenance.json").read_text())
+            assert provenance["code_modules"][line["module"]] == line["ran"], (name, line["module"])
