@@ -309,13 +309,17 @@ def same_statements(path: Path, digest: str) -> bool:
 def mark_stale(cells: list[Cell], suite: str, suite_cells: dict[str, list[str]] | None) -> None:
     """Compare each cell's inputs with what the same command would use now (`suite_cells`: the
     suite's `suite_commands`)."""
-    suite_cells = suite_cells or {}
     today, composed = Today(), Composed()
     for cell in cells:
-        planned = _planned(cell)  # a cell its suite no longer lists: its own command, on its budget
-        overrides = suite_cells.get(planned.name, planned.hydra_overrides(suite, [f"budget={cell.summary['budget']}"]))
-        cell.stale += today.changed_under(cell.config, cell.provenance, overrides, composed)
+        cell.stale += today.changed_under(cell.config, cell.provenance, command(cell, suite, suite_cells), composed)
     composed.save()
+
+
+def command(cell: Cell, suite: str, suite_cells: dict[str, list[str]] | None) -> list[str]:
+    """The Hydra overrides that would train this cell now: its suite's (`suite_commands`), or for a
+    cell its suite no longer lists, its own command on its budget."""
+    planned = _planned(cell)
+    return (suite_cells or {}).get(planned.name) or planned.hydra_overrides(suite, [f"budget={cell.summary['budget']}"])
 
 
 def _planned(cell: Cell):

@@ -12,6 +12,7 @@ reaches today's version through those lines as having run today's code.
 What this cannot know is whether the chosen cells ran the edited lines: a change on a path that
 none of them takes (one method's loss, one task's scorer) passes unseen. Each line names its
 cells so that a reviewer can judge; choose at least one cell per method and task the edit can reach.
+(tests/test_report.py checks each committed line against git's history and the cells it names.)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..conf import load_config
 from ..errors import OpdbenchError
 from ..evaluate import PACKAGE_DIR
 from ..sweep import yaml_load
-from .leaderboard import EQUIVALENT_CODE, Cell, Today, _planned, _strip, _with_new_defaults, load_cell, suite_commands
+from .leaderboard import EQUIVALENT_CODE, Cell, Today, _strip, _with_new_defaults, command, load_cell, suite_commands
 
 # Summary fields that say how long a run took and where it was written (or copied from), not what it computed.
 NOT_COMPUTED = ("wall_s", "path", "cached_evals", "reused_from")
@@ -45,10 +46,7 @@ def rerun(cell: Cell, scratch: Path) -> Path:
     from ..trainer import train
 
     suite = cell.summary["suite"]
-    planned = _planned(cell)
-    overrides = (suite_commands(suite) or {}).get(planned.name) or planned.hydra_overrides(
-        suite, [f"budget={cell.summary['budget']}"])
-    cfg = load_config([*overrides, f"results_dir={scratch}", f"eval.cache_dir={scratch / 'eval_cache'}",
+    cfg = load_config([*command(cell, suite, suite_commands(suite)), f"results_dir={scratch}", f"eval.cache_dir={scratch / 'eval_cache'}",
                        f"threads={cell.config['threads']}", "progress=false"])
     train(cfg)
     return results.cell_dir(scratch, suite, cell.row, cell.summary["task"], cell.summary["seed"])
