@@ -83,7 +83,7 @@ def changed_modules(cell: Cell, today: Today) -> dict[str, str]:
 
 def uncommitted_sources() -> list[str]:
     """opdbench modules that differ from git's HEAD (a recorded digest must name a committed version,
-    so that a later edit of its comments alone still finds it: `leaderboard.same_statements`)."""
+    so that a later edit of its comments alone still finds it: `leaderboard.versions`)."""
     try:
         out = subprocess.run(["git", "-C", str(PACKAGE_DIR), "status", "--porcelain", "--", "."],
                              capture_output=True, text=True, check=True).stdout
