@@ -19,8 +19,7 @@ from .conf import load_config
 def seconds_per_step(method: str, overrides: list[str], steps: int) -> dict:
     cfg = load_config([f"method={method}", *overrides])
     run = trainer.prepare(cfg)
-    params = list(run.student.parameters()) + (list(run.value_head.parameters()) if run.value_head else [])
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr)
+    optimizer = trainer.make_optimizer(run)
     generator, prompt_rng = torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed)
     pool = run.task.examples("train")
     phases = {"rollout_s": 0.0, "teacher_s": 0.0, "update_s": 0.0}

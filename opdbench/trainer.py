@@ -31,6 +31,7 @@ from .feedback.credit import CREDITS
 from .feedback.scaling import SCALINGS
 from .feedback.shaping import SHAPINGS
 from .feedback.support import StudentTokens
+from .optim import AdamW
 from .placement import (AUTOCAST, add_lora, autocast, copy_weights, enable_checkpointing, memory_estimate, merged_copy,
                         resolve_device)
 from .policy import entropy, masked_mean, response_logits, token_logp
@@ -311,7 +312,7 @@ def update(run: Run, optimizer, inputs: StepInputs):
     if whole is not None:
         whole_adv, whole_weight = advantages(method, whole), token_weights(method, whole)
     n_tokens = batch.response_mask_B_R.sum().clamp(min=1)
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad()
     total, value_total, parts = 0.0, 0.0, []
     for rows in micro_batches(len(batch), run.cfg.train.micro_batch):
         mb = batch.select(rows)
@@ -334,8 +335,7 @@ def update(run: Run, optimizer, inputs: StepInputs):
         loss.backward()
         total += loss.item()
         parts.append((signals, adv, weight, student_signals["teacher_topk_mass_B_R"]))
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, run.cfg.train.grad_clip).item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(optimizer.params, run.cfg.train.grad_clip).item()
     optimizer.step()
     R = batch.response_len
     signals = whole if whole is not None else _concat_signals([p[0] for p in parts], R)
@@ -478,6 +478,13 @@ def _eval_checkpoint(run: Run, model, spec: str, progress: bool) -> tuple[dict, 
     return memoized(e.cache_dir or None, key, compute)
 
 
+def make_optimizer(run: Run) -> AdamW:
+    """AdamW over what trains: the student's trainable weights (LoRA: the adapters alone) and the value head."""
+    params = [p for p in run.student.parameters() if p.requires_grad]
+    params += list(run.value_head.parameters()) if run.value_head else []
+    return AdamW(params, lr=run.cfg.train.lr, weight_decay=run.cfg.train.weight_decay)
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one cell (method × task × seed) and write it to results/; returns summary.json."""
     run = prepare(cfg)
@@ -487,12 +494,8 @@ def train(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # every rollout draw
     prompt_rng = random.Random(cfg.seed)  # which prompts each batch uses
-    params = [p for p in run.student.parameters() if p.requires_grad]  # LoRA: the adapters alone
-    params += list(run.value_head.parameters()) if run.value_head else []
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    optimizer = make_optimizer(run)
     steps = cfg.train.steps if cfg.method.kind == "train" else 0  # a reference row is scored, not trained
-    warmup = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / (cfg.train.warmup_steps + 1)))
     pool = run.task.examples("train")
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
@@ -517,9 +520,9 @@ def train(cfg: DictConfig) -> dict:
                    disable=not cfg.progress, dynamic_ncols=True)
         for step in bar:
             chosen = prompt_rng.sample(range(len(pool)), cfg.train.batch_prompts)
+            optimizer.lr = cfg.train.lr * min(1.0, step / (cfg.train.warmup_steps + 1))  # linear warm-up
             row, timing = train_step(run, optimizer, [pool[i] for i in chosen], chosen, generator,
                                      progress=(step - 1) / steps)
-            warmup.step()
             if not math.isfinite(row["loss"]):  # fail the cell now: NaN weights would only score 0
                 raise OpdbenchError(f"training diverged: the loss is {row['loss']} at step {step} "
                                     f"({cfg.method.name} on {cfg.task.name}, seed {cfg.seed})")

@@ -16,7 +16,8 @@ SMOKE = ["budget=smoke", "progress=false", "threads=1"]
 
 def _step(run):
     """One training step on 4 prompts; returns its metrics row."""
-    optimizer = torch.optim.AdamW([p for p in run.student.parameters() if p.requires_grad], lr=1e-2)
+    optimizer = trainer.make_optimizer(run)
+    optimizer.lr = 1e-2
     examples = run.task.examples("train")[:4]
     row, _ = trainer.train_step(run, optimizer, examples, list(range(4)), torch.Generator().manual_seed(0), 0.0)
     return row
@@ -116,6 +117,6 @@ def test_a_lora_student_samples_from_a_merged_copy_that_follows_its_adapters():
     real = batch.response_mask_B_R.bool()  # (past a row's end, each implementation pads in its own way)
     with torch.no_grad():  # the rollout refreshed the copy first: it computes what the adapted student does
         torch.testing.assert_close(response_logits(run.rollout_model, batch)[real],
-                                   response_logits(run.student, batch)[real], rtol=1e-5, atol=1e-5)
+                                   response_logits(run.student, batch)[real], rtol=1e-4, atol=1e-4)
     unmerged = trainer.prepare(load_config([*SMOKE, "student.lora.r=4", "student.lora.merged_rollout=false"]))
     assert unmerged.rollout_model is unmerged.student

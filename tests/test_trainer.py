@@ -28,7 +28,8 @@ def test_k1_advantage_is_minus_log_ratio():
 
 
 def _gradient(run, inputs):
-    optimizer = torch.optim.SGD(run.student.parameters(), lr=0.0)  # lr 0: the weights stay put
+    optimizer = trainer.make_optimizer(run)
+    optimizer.lr = 0.0  # the weights stay put
     stats, *_ = trainer.update(run, optimizer, inputs)
     return torch.cat([p.grad.flatten() for p in run.student.parameters()]), stats["loss"]
 
@@ -146,7 +147,8 @@ def test_a_second_epoch_reuses_the_rollouts_off_policy():
     rows = []
     for epochs in (1, 2):
         run = trainer.prepare(load_config(["budget=smoke", "threads=1", f"train.epochs={epochs}"]))
-        optimizer = torch.optim.AdamW(run.student.parameters(), lr=1e-2)
+        optimizer = trainer.make_optimizer(run)
+        optimizer.lr = 1e-2
         row, _ = trainer.train_step(run, optimizer, run.task.examples("train")[:4], list(range(4)),
                                     torch.Generator().manual_seed(0), 0.0)
         rows.append(row)
