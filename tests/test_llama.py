@@ -94,12 +94,19 @@ def test_checkpoints_load_natively_only_when_covered(tmp_path, tokenizer):
     assert not isinstance(zoo.load_model(str(tmp_path / "llama")), Llama)  # transformers loads what we do not cover
 
 
-def test_zoo_tokenizer_fast_path_is_what_autotokenizer_returns():
+def test_a_plain_tokenizer_folder_loads_as_what_autotokenizer_returns(tmp_path):
+    """A folder with the zoo's plain `tokenizers` backend that is not the zoo's own (here: another
+    chat template) skips AutoTokenizer's registry but gets the class it would return."""
+    import shutil
+
     from transformers import AutoTokenizer
 
     from opdbench.chat import PROBE_CONVERSATION, encode_prompt
 
-    fast, auto = zoo.load_tokenizer("zoo:student"), AutoTokenizer.from_pretrained(zoo.resolve("zoo:student"))
+    folder = tmp_path / "student"
+    shutil.copytree(zoo.resolve("zoo:student"), folder)
+    (folder / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    fast, auto = zoo.load_tokenizer(str(folder)), AutoTokenizer.from_pretrained(folder)
     assert type(fast) is type(auto)
     assert fast.get_vocab() == auto.get_vocab()
     assert encode_prompt(fast, PROBE_CONVERSATION) == encode_prompt(auto, PROBE_CONVERSATION)

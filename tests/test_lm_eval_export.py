@@ -75,7 +75,9 @@ def test_lm_eval_feeds_exactly_the_ids_of_encode_prompt(tmp_path, template_bos):
 
     checkpoint = tmp_path / "bos-adding"
     shutil.copytree(ZOO_DIR / "teacher-xs", checkpoint)
-    tokenizer = load_tokenizer("zoo:teacher-xs")
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(checkpoint)  # (a cell's ZooTokenizer does not save)
     tokenizer._tokenizer.post_processor = TemplateProcessing(
         single=f"{tokenizer.bos_token} $A", special_tokens=[(tokenizer.bos_token, tokenizer.bos_token_id)])
     if not template_bos:

@@ -1,12 +1,13 @@
 """A plain `opdbench train` imports only what a cell uses: start-up is paid by every cell of a
-sweep (transformers' modeling code alone pulled in sklearn, scipy and torch._dynamo: ~6 s)."""
+sweep (transformers' modeling code alone pulled in sklearn, scipy and torch._dynamo: ~6 s; since
+session 15 a tiny-tier cell imports neither transformers nor torch._dynamo: ~2 s to its first step)."""
 
 import json
 import subprocess
 import sys
 
 HEAVY = ("sklearn", "scipy", "lm_eval", "ray", "pandas", "datasets", "matplotlib", "accelerate",
-         "transformers.models.llama.modeling_llama", "transformers.models.auto.modeling_auto",
+         "transformers",  # ~1 s: the zoo's folders load as opdbench's Llama and ZooTokenizer
          "torch._dynamo")  # torch.optim's classes import it (1.2-1.8 s): opdbench.optim.AdamW does not
 
 

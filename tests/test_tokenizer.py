@@ -58,3 +58,37 @@ def test_shipped_zoo_tokenizers_are_identical_and_llama():
     assert all(v == vocabs[0] for v in vocabs)
     for n in names:
         assert json.loads((ZOO_DIR / n / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_a_cell_loads_the_zoo_tokenizer_without_transformers_and_it_agrees_with_transformers():
+    """ZooTokenizer (what cells load) against PreTrainedTokenizerFast on the same folder: ids of
+    every task's prompts (through the chat template, with and without a privileged context) and
+    references, text decoded back (special tokens skipped or kept), special tokens, vocabulary."""
+    from transformers import PreTrainedTokenizerFast
+
+    from opdbench.conf import load_config
+    from opdbench.tasks import make_task
+    from opdbench.zoo import ZOO_DIR
+    from opdbench.zoo.tokenizer import ZooTokenizer
+
+    ours, theirs = load_tokenizer("zoo:student"), PreTrainedTokenizerFast.from_pretrained(ZOO_DIR / "student")
+    assert isinstance(ours, ZooTokenizer)
+    for name in ("math", "code", "dialogue"):
+        task = make_task(load_config([f"task={name}"]).task)
+        for split in ("train", "eval"):
+            for ex in task.examples(split)[:300]:
+                assert encode_prompt(ours, ex.prompt) == encode_prompt(theirs, ex.prompt)
+                assert encode_prompt(ours, ex.prompt, ex.reference) == encode_prompt(theirs, ex.prompt, ex.reference)
+                assert encode_response(ours, ex.reference) == encode_response(theirs, ex.reference)
+                ids = encode_prompt(ours, ex.prompt) + encode_response(ours, ex.reference)
+                for skip in (True, False):
+                    assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+    for kind in ZooTokenizer.SPECIALS:
+        assert (getattr(ours, f"{kind}_token"), getattr(ours, f"{kind}_token_id")) == \
+            (getattr(theirs, f"{kind}_token"), getattr(theirs, f"{kind}_token_id"))
+    assert ours.get_vocab() == theirs.get_vocab() and len(ours) == len(theirs)
+    tokens = ["<|assistant|>", "▁answer", "not-a-token"]
+    assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
+    assert ours.convert_ids_to_tokens([0, 5, 40]) == theirs.convert_ids_to_tokens([0, 5, 40])
+    assert ours.chat_template == theirs.chat_template
+

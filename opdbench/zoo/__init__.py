@@ -81,10 +81,15 @@ def hidden_size(model) -> int:
 
 
 def load_tokenizer(spec: str):
-    """The tokenizer of a zoo name, path or hub name. A local folder whose tokenizer is the plain
-    `tokenizers` backend (the zoo's) loads through that class directly: what `AutoTokenizer`
-    would return, without importing its registry (which pulls in the modeling code, ~3.5 s)."""
+    """The tokenizer of a zoo name, path or hub name. A folder the zoo saved loads as `ZooTokenizer`
+    (no transformers import, ~1 s); another local folder whose tokenizer is the plain `tokenizers`
+    backend loads through that class directly: what `AutoTokenizer` would return, without
+    importing its registry (which pulls in the modeling code, ~3.5 s)."""
+    from .tokenizer import ZooTokenizer
+
     path = Path(resolve(spec))
+    if path.is_dir() and (tokenizer := ZooTokenizer.load(path)) is not None:
+        return tokenizer
     config = path / "tokenizer_config.json"
     if config.exists() and json.loads(config.read_text()).get("tokenizer_class") in PLAIN_TOKENIZERS:
         from transformers import PreTrainedTokenizerFast
