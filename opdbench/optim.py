@@ -4,6 +4,8 @@ torch.optim's optimizers import torch._dynamo when they are built (their methods
 `torch._disable_dynamo`): 1.2-1.8 s, a third of a tiny-tier cell's start-up, for nothing a cell uses.
 This is the same arithmetic as `torch.optim.AdamW`'s single-tensor path (its CPU default), op for op,
 so a run is bit-identical to one with torch's class (tests/test_optim.py checks it to the bit).
+On a GPU torch would take its multi-tensor ("foreach") path instead: this loop launches a few
+kernels per parameter tensor (~300 tensors in a 0.6B model), not yet timed there.
 """
 
 from __future__ import annotations
