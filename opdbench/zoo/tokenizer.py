@@ -7,7 +7,7 @@ models are Llama, never Qwen2, because `AutoTokenizer` swaps in its own class fo
 `model_type=qwen2` and silently changes token ids.
 
 A cell loads it as `ZooTokenizer`, the few methods opdbench calls over the same `tokenizers`
-backend: importing transformers costs a tiny-tier cell ~1 s of its ~2.5 s start-up.
+backend: importing transformers would cost a tiny-tier cell ~1 s, half of its start-up.
 """
 
 from __future__ import annotations
