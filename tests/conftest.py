@@ -15,6 +15,7 @@ warnings.filterwarnings("ignore")
 # user's cache, nor one left by an earlier test session.
 os.environ["OPDBENCH_EVAL_CACHE"] = tempfile.mkdtemp(prefix="opdbench-eval-cache-")
 os.environ["OPDBENCH_CONFIG_CACHE"] = tempfile.mkdtemp(prefix="opdbench-config-cache-")  # the leaderboard's
+os.environ["OPDBENCH_TASK_CACHE"] = tempfile.mkdtemp(prefix="opdbench-task-cache-")  # generated splits
 
 
 @pytest.fixture(scope="session")

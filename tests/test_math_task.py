@@ -55,3 +55,30 @@ def test_scorer_never_raises_on_arbitrary_text(math_task):
     ex = math_task.examples("eval")[0]
     for junk in ["\x00\xff", "answer: " * 1000, "answer: 1e9", "answer: ٣", 12345, b"answer: 1"]:
         assert math_task.score(ex, junk) in (0.0, 1.0)
+
+
+def test_generated_splits_are_memoized_on_disk_for_the_next_process(tmp_path, monkeypatch):
+    """tasks.base.memoized_splits: a later process reads the splits an earlier one generated (the
+    same examples, not generated again); other parameters, a torn file or no cache folder generate."""
+    import inspect
+
+    from opdbench.tasks import math as math_module
+    from opdbench.tasks.base import memoized_splits
+
+    generate = inspect.unwrap(math_module._generate)  # the undecorated generator
+    calls = []
+    counting = memoized_splits(lambda *params: calls.append(params) or generate(*params))
+    monkeypatch.setenv("OPDBENCH_TASK_CACHE", str(tmp_path))
+    params = (7, (("eval", 20), ("sft", 30), ("train", 40)), 2, 3, 99)
+    first = counting(*params)
+    assert len(calls) == 1 and first == generate(*params) and len(list(tmp_path.glob("*.pkl"))) == 1
+    counting.cache_clear()  # as a new process would find it
+    assert counting(*params) == first and len(calls) == 1
+    assert counting(8, *params[1:]) != first and len(calls) == 2  # another seed: another file
+    counting.cache_clear()
+    for path in tmp_path.glob("*.pkl"):
+        path.write_bytes(b"torn")
+    assert counting(*params) == first and len(calls) == 3
+    counting.cache_clear()
+    monkeypatch.setenv("OPDBENCH_TASK_CACHE", "")
+    assert counting(*params) == first and len(calls) == 4

@@ -20,10 +20,9 @@ import operator
 import random
 import re
 import textwrap
-from functools import lru_cache
 
 from .. import sandbox
-from .base import SPLITS, Example, Task, disjoint_splits
+from .base import SPLITS, Example, Task, disjoint_splits, memoized_splits
 
 # (spec phrase, body line, what the line does); K is a small constant drawn per problem. The
 # functions compute the expected outputs without running code; tests check they match the lines.
@@ -264,7 +263,7 @@ def _compiles(program: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=8)
+@memoized_splits
 def _generate(seed, sizes, min_steps, max_steps, num_examples, num_tests) -> dict[str, list[Example]]:
     return disjoint_splits(lambda rng: make_problem(rng, min_steps, max_steps, num_examples, num_tests),
                            seed, dict(sizes))

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import random
 import re
-from functools import lru_cache
 
-from .base import SPLITS, Example, Task, disjoint_splits
+from .base import SPLITS, Example, Task, disjoint_splits, memoized_splits
 
 ITEMS = ("pizza", "soda", "salad", "burger", "taco", "cake", "soup", "pie")
 _ITEM = re.compile(r"([a-z]+)\s*x\s*(\d+)")
@@ -122,6 +121,6 @@ class DialogueTask(Task):
         return (right + confirmed) / (len(order) + 1 + extra)
 
 
-@lru_cache(maxsize=8)
+@memoized_splits
 def _generate(seed, sizes, min_changes, max_changes) -> dict[str, list[Example]]:
     return disjoint_splits(lambda rng: make_dialogue(rng, min_changes, max_changes), seed, dict(sizes))

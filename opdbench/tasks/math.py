@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import random
 import re
-from functools import lru_cache
 
-from .base import SPLITS, Example, Task, disjoint_splits
+from .base import SPLITS, Example, Task, disjoint_splits, memoized_splits
 
 NAMES = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "joe", "kim", "lou")
 ITEMS = ("apples", "pens", "coins", "books", "cards", "eggs", "stamps", "shells")
@@ -66,6 +65,6 @@ class MathTask(Task):
         return float(bool(found) and int(found[-1]) == int(example.target))
 
 
-@lru_cache(maxsize=8)
+@memoized_splits
 def _generate(seed, sizes, min_steps, max_steps, max_value) -> dict[str, list[Example]]:
     return disjoint_splits(lambda rng: make_problem(rng, min_steps, max_steps, max_value), seed, dict(sizes))
