@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+
+from machine import cpu_model  # benchmarks/machine.py
 
 
 def main() -> None:
@@ -83,7 +84,7 @@ def main() -> None:
             results[name].append(tokens / (time.perf_counter() - start))
     medians = {name: statistics.median(v) for name, v in results.items()}
     report = {
-        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor()),
+        "cpu": cpu_model(),
         "threads": args.threads, "rows": len(rows), "max_new_tokens": task.max_new_tokens,
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "tokens_per_s": {name: round(m) for name, m in medians.items()},

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import cpu_model  # benchmarks/machine.py
 
 CHILD = r"""
 import os, sys, json
@@ -69,8 +70,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/bench/startup.json"))
     args = parser.parse_args()
     report = {"threads": 1, "tasks": {},
-              "machine": {"cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                       if line.startswith("model name")), platform.processor()),
+              "machine": {"cpu": cpu_model(),
                           "cpus": os.cpu_count()}}
     for task in args.tasks:
         with tempfile.TemporaryDirectory(prefix="opdbench-startup-") as tmp:

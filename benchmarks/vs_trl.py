@@ -46,6 +46,8 @@ from pathlib import Path
 
 import torch
 
+from machine import cpu_model  # benchmarks/machine.py
+
 PROMPTS, NEW_TOKENS, SEED, LR = 32, 32, 0, 1e-3
 TEACHER_SHAPE = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4,
                      num_attention_heads=4, num_key_value_heads=4, head_dim=32)
@@ -207,13 +209,6 @@ def run_hand(student: Path, teacher: Path, tokenizer, batches: list[list[list[in
     return {"per_step": times[WARMUP:], "tokens": tokens[WARMUP:]}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def summary(rounds: list[dict]) -> dict:
     per_step = [t for r in rounds for t in r["per_step"]]
     tokens = [n for r in rounds for n in r["tokens"]]
@@ -263,7 +258,7 @@ def benchmark(threads: int, steps: int, rounds: int, student: Path, teacher: Pat
 
 def write_markdown(report: dict, path: Path) -> None:
     m = report["machine"]
-    lines = [f"# TRL GKD vs opdbench: seconds per training step", "",
+    lines = ["# TRL GKD vs opdbench: seconds per training step", "",
              f"{m['cpu']}, {m['cpus']} CPUs; torch {report['versions']['torch']}, transformers "
              f"{report['versions']['transformers']}, trl {report['versions']['trl']}. Student "
              f"{report['models']['student_params']:,} params, teacher {report['models']['teacher_params']:,}; "
