@@ -91,13 +91,11 @@ def materialize(arg, generator: torch.Generator):
 
 def best_time(call: tuple, generator: torch.Generator, budget_s: float = 0.02) -> float:
     func, args, kwargs = call
-    args = [materialize(a, generator) for a in args]
-    func(*args, **dict(kwargs))  # warm
+    args, kwargs = [materialize(a, generator) for a in args], dict(kwargs)
+    func(*args, **kwargs)  # warm
     best, spent, repeats = float("inf"), 0.0, 0
     while repeats < 5 or (spent < budget_s and repeats < 200):
-        start = time.perf_counter()
-        func(*args, **dict(kwargs))
-        elapsed = time.perf_counter() - start
+        elapsed = _timed(lambda: func(*args, **kwargs))
         best, spent, repeats = min(best, elapsed), spent + elapsed, repeats + 1
     return best
 

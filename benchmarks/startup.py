@@ -70,8 +70,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/bench/startup.json"))
     args = parser.parse_args()
     report = {"threads": 1, "tasks": {},
-              "machine": {"cpu": cpu_model(),
-                          "cpus": os.cpu_count()}}
+              "machine": {"cpu": cpu_model(), "cpus": os.cpu_count()}}
     for task in args.tasks:
         with tempfile.TemporaryDirectory(prefix="opdbench-startup-") as tmp:
             cache = Path(tmp) / "cache"
