@@ -9,6 +9,9 @@ distinct call alone on tensors of the same layout, best of several repeats. Two 
   each at the speed MKL reaches on that shape alone with warm caches;
 - `peak`: its FLOPs at the machine's best matmul rate (a large square `mm`).
 
+It also counts every op each phase dispatches, so that what is not matmul is seen as a number of
+calls and a cost per call (at these sizes, per-call overhead rather than arithmetic).
+
 Next to them, the measured seconds of the same phases (`trainer.train_step`'s own timing, over
 other steps of the same run: the FLOPs are averaged over the logged steps, and both report response
 tokens per step). A cell's floor adds its evaluations (every `eval.every` steps and the last, plus
@@ -54,18 +57,21 @@ def flops(call: tuple) -> int:
 
 
 class MatmulLog(TorchDispatchMode):
-    """Counts each distinct matmul call per phase: {phase: Counter((op, args, kwargs))}."""
+    """Counts each distinct matmul call per phase, {phase: Counter((op, args, kwargs))}, and every
+    op the phase dispatches, {phase: count}."""
 
     def __init__(self):
         super().__init__()
-        self.phase, self.calls = None, {}
+        self.phase, self.calls, self.ops = None, {}, Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in MATMULS and self.phase is not None:
-            key = (func, tuple(layout(a) if isinstance(a, torch.Tensor) else a for a in args),
-                   tuple(sorted(kwargs.items())))
-            self.calls.setdefault(self.phase, Counter())[key] += 1
+        if self.phase is not None:
+            self.ops[self.phase] += 1
+            if func in MATMULS:
+                key = (func, tuple(layout(a) if isinstance(a, torch.Tensor) else a for a in args),
+                       tuple(sorted(kwargs.items())))
+                self.calls.setdefault(self.phase, Counter())[key] += 1
         return func(*args, **kwargs)
 
 
@@ -113,12 +119,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def floors(calls: Counter, per: int, generator: torch.Generator, cache: dict, peak: float) -> dict:
+def floors(calls: Counter, ops: int, per: int, generator: torch.Generator, cache: dict, peak: float) -> dict:
     for call in calls:
         if call not in cache:
             cache[call] = best_time(call, generator)
     total_flops = sum(flops(c) * n for c, n in calls.items()) / per
-    return {"matmul_calls": sum(calls.values()) / per, "gflop": total_flops / 1e9,
+    return {"ops": ops / per, "matmul_calls": sum(calls.values()) / per, "gflop": total_flops / 1e9,
             "isolated_s": sum(cache[c] * n for c, n in calls.items()) / per,
             "peak_s": total_flops / (peak * 1e9)}
 
@@ -159,11 +165,12 @@ def one_task(task: str, threads: int, steps: int, peak: float) -> dict:
 
     cache, rng = {}, torch.Generator().manual_seed(0)
     result = {phase: {"measured_s": measured[phase],
-                      **floors(log.calls.get(phase, Counter()), 1 if phase == "eval" else steps, rng, cache, peak)}
+                      **floors(log.calls.get(phase, Counter()), log.ops[phase], 1 if phase == "eval" else steps,
+                               rng, cache, peak)}
               for phase in [*PHASES.values(), "eval"]}
     step_phases = list(PHASES.values())
     result["step"] = {key: sum(result[p][key] for p in step_phases)
-                      for key in ["measured_s", "matmul_calls", "gflop", "isolated_s", "peak_s"]}
+                      for key in ["measured_s", "ops", "matmul_calls", "gflop", "isolated_s", "peak_s"]}
     n_steps, every = cfg.train.steps, cfg.eval.every
     evals = len({s for s in range(1, n_steps + 1) if s % every == 0 or s == n_steps}) + 2  # + step 0, teacher
     result["cell"] = {"steps": n_steps, "evals": evals,
@@ -190,9 +197,10 @@ def main() -> None:
              f"{args.threads} thread(s))", "",
              f"Best square-matmul rate: {peak:.1f} GFLOP/s. Seconds; start-up (results/bench/startup.json) not "
              "included. `isolated`: the phase's matmuls alone, each timed on its own shapes; `at peak`: their "
-             "FLOPs at the square-matmul rate.", "",
-             "| task | phase | measured | isolated matmuls | at peak | GFLOP | matmul calls |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "FLOPs at the square-matmul rate; `all ops`: every aten call dispatched; `µs per other op`: "
+             "(measured - isolated matmuls) / (all ops - matmul calls), what the rest costs a call.", "",
+             "| task | phase | measured | isolated matmuls | at peak | GFLOP | matmul calls | all ops "
+             "| µs per other op |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
     for task in args.tasks:
         first = len(lines)
@@ -200,10 +208,11 @@ def main() -> None:
         for phase in [*PHASES.values(), "step", "eval"]:
             p = r[phase]
             lines.append(f"| {task} | {phase} | {p['measured_s']:.3f} | {p['isolated_s']:.3f} | {p['peak_s']:.3f} "
-                         f"| {p['gflop']:.2f} | {p['matmul_calls']:.0f} |")
+                         f"| {p['gflop']:.2f} | {p['matmul_calls']:.0f} | {p['ops']:.0f} "
+                         f"| {1e6 * (p['measured_s'] - p['isolated_s']) / (p['ops'] - p['matmul_calls']):.1f} |")
         c = r["cell"]
         lines.append(f"| {task} | cell ({c['steps']} steps, {c['evals']} evals) | {c['measured_s']:.1f} "
-                     f"| {c['isolated_s']:.1f} | {c['peak_s']:.1f} | | |")
+                     f"| {c['isolated_s']:.1f} | {c['peak_s']:.1f} | | | | |")
         print("\n".join(lines[first:]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
