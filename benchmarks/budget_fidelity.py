@@ -42,7 +42,7 @@ def uses_progress(root: Path, suite: str, row: str, task: str) -> bool:
     return yaml.safe_load(config.read_text())["method"]["ensemble"] in PROGRESS_DEPENDENT
 
 
-def fidelity(curves, metric: str) -> dict:
+def fidelity(curves) -> dict:
     """curves: one task's rows (index) x (step, seed) columns of `metric`."""
     final = max(step for step, _ in curves.columns)
     seeds = sorted({seed for _, seed in curves.columns})
@@ -84,7 +84,7 @@ def main() -> None:
                    if curves.loc[r].notna().sum() > len(g["seed"].unique())  # evaluated after step 0
                    and not uses_progress(args.root, args.suite, r, task)]
         curves = curves.loc[trained].dropna(axis=1, how="any")
-        by_step = fidelity(curves, args.metric)
+        by_step = fidelity(curves)
         for step, entry in by_step.items():
             for row in ("k1", "k3_naive"):
                 if row in curves.index:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,8 +33,7 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from opdbench import trainer
-from opdbench.conf import load_config
+from opdbench import bench, trainer
 
 from machine import cpu_model  # benchmarks/machine.py
 
@@ -130,16 +128,10 @@ def floors(calls: Counter, ops: int, per: int, generator: torch.Generator, cache
 
 
 def one_task(task: str, threads: int, steps: int, peak: float) -> dict:
-    cfg = load_config(["method=k1", f"task={task}", f"threads={threads}", "progress=false"])
-    run = trainer.prepare(cfg)
-    optimizer = trainer.make_optimizer(run)
-    generator, prompt_rng = torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed)
-    pool = run.task.examples("train")
+    cfg, run, train_step = bench.stepper("k1", [f"task={task}", f"threads={threads}", "progress=false"])
 
     def step(n: int) -> tuple[dict, dict]:
-        chosen = prompt_rng.sample(range(len(pool)), cfg.train.batch_prompts)
-        return trainer.train_step(run, optimizer, [pool[i] for i in chosen], chosen, generator,
-                                  progress=n / cfg.train.steps)
+        return train_step(progress=n / cfg.train.steps)
 
     step(0)  # warm-up: lazy initialization, the allocator
     timed = [step(n) for n in range(1, steps + 1)]

@@ -58,7 +58,7 @@ def curves(values_by_step: dict[int, list[list[float]]]) -> pd.DataFrame:
 
 def test_fidelity_of_the_final_step_is_its_own_seed_agreement():
     same = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.9]]
-    out = budget_fidelity.fidelity(curves({0: [[0, 0]] * 4, 10: same, 20: same}), "m")
+    out = budget_fidelity.fidelity(curves({0: [[0, 0]] * 4, 10: same, 20: same}))
     assert set(out) == {10, 20}
     assert out[20]["spearman_means"] == pytest.approx(1.0) and out[20]["spearman_seed"] == pytest.approx(1.0)
     assert out[10] == out[20] and out[10]["top10_overlap"] == 4
@@ -67,5 +67,5 @@ def test_fidelity_of_the_final_step_is_its_own_seed_agreement():
 def test_fidelity_sees_a_reversed_ranking():
     final = [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]
     early = [[0.3, 0.3], [0.2, 0.2], [0.1, 0.1]]
-    out = budget_fidelity.fidelity(curves({0: [[0, 0]] * 3, 5: early, 9: final}), "m")
+    out = budget_fidelity.fidelity(curves({0: [[0, 0]] * 3, 5: early, 9: final}))
     assert out[5]["spearman_means"] == pytest.approx(-1.0) and out[5]["spearman_seed"] == pytest.approx(-1.0)
